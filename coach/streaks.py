@@ -1,0 +1,162 @@
+"""Streaks, milestones and check-in rate: pure functions over a member's rounds.
+
+Only rounds actually posted in the server are passed in. A scheduled day on which
+no round was posted (bot down, schedule changed) is simply absent and breaks nobody.
+
+Rules (see PRODUCT.md, Concepts: Streak):
+
+* a round answered with any status (``skipped`` included: showing up honestly
+  counts) adds one to the streak, even on a day marked away;
+* an unanswered round on an away day neither counts nor breaks;
+* the latest round, still open and unanswered, neither counts nor breaks (yet);
+* any other unanswered round resets the current streak to 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+__all__ = [
+    "MILESTONES",
+    "Outcome",
+    "RoundDay",
+    "Status",
+    "StreakDay",
+    "StreakResult",
+    "checkin_rate",
+    "compute_streak",
+    "milestone_reached",
+    "nonfinished_run",
+]
+
+Status = Literal["finished", "unfinished", "skipped"]
+Outcome = Literal["counted", "away", "open", "missed"]
+
+STATUSES: tuple[str, ...] = ("finished", "unfinished", "skipped")
+MILESTONES: tuple[int, ...] = (3, 7, 30, 100)
+
+
+@dataclass(frozen=True)
+class RoundDay:
+    """One posted round, seen from one member."""
+
+    local_date: date
+    status: Status | None  # the member's answer to that round, None if not answered
+    away: bool = False  # the member was away (/me away) that day
+    open: bool = False  # the round is still open (latest round, answers still possible)
+
+
+@dataclass(frozen=True)
+class StreakDay:
+    """How one round affected the streak, for "how was each streak day earned"."""
+
+    local_date: date
+    outcome: Outcome
+    streak_after: int
+    explanation: str
+
+
+@dataclass(frozen=True)
+class StreakResult:
+    current: int
+    best: int
+    days: tuple[StreakDay, ...]
+
+
+def _check_status(status: object) -> None:
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"unknown check-in status: {status!r}")
+
+
+def _check_order(rounds: Sequence[RoundDay]) -> None:
+    for prev, nxt in zip(rounds, rounds[1:], strict=False):
+        if nxt.local_date <= prev.local_date:
+            raise ValueError(
+                f"rounds must be in strictly increasing date order: {prev.local_date} then {nxt.local_date}"
+            )
+
+
+def compute_streak(rounds: Sequence[RoundDay]) -> StreakResult:
+    """Walk the rounds oldest first and explain what each did to the streak.
+
+    Raises ValueError for an unknown status or rounds not in strictly increasing date order.
+    """
+    _check_order(rounds)
+    current = 0
+    best = 0
+    days: list[StreakDay] = []
+    for r in rounds:
+        _check_status(r.status)
+        if r.status is not None:
+            current += 1
+            outcome: Outcome = "counted"
+            if r.away:
+                explanation = f"answered while away: {r.status} (+1)"
+            else:
+                explanation = f"answered: {r.status} (+1)"
+        elif r.away:
+            outcome = "away"
+            explanation = "away: neither counts nor breaks"
+        elif r.open:
+            outcome = "open"
+            explanation = "still open: answer before the next round"
+        else:
+            outcome = "missed"
+            if current:
+                explanation = f"missed: streak reset (was {current})"
+            else:
+                explanation = "missed: streak reset"
+            current = 0
+        best = max(best, current)
+        days.append(StreakDay(r.local_date, outcome, current, explanation))
+    return StreakResult(current=current, best=best, days=tuple(days))
+
+
+def nonfinished_run(statuses_newest_first: Sequence[Status | None]) -> int:
+    """How many consecutive most-recent *answered* rounds were not ``finished``.
+
+    Unanswered rounds (None) are skipped over: they neither extend nor end the run.
+    The "valley of despair" reply triggers when this reaches 3.
+    """
+    run = 0
+    for status in statuses_newest_first:
+        _check_status(status)
+        if status is None:
+            continue
+        if status == "finished":
+            break
+        run += 1
+    return run
+
+
+def milestone_reached(previous: int, current: int) -> int | None:
+    """The milestone crossed going from ``previous`` to ``current``, else None.
+
+    If several are crossed at once (e.g. a recomputation after an edit), the highest is returned.
+    Going down or staying level never reaches a milestone.
+    """
+    reached = [m for m in MILESTONES if previous < m <= current]
+    return reached[-1] if reached else None
+
+
+def checkin_rate(rounds: Sequence[RoundDay], last: int = 30) -> float:
+    """Share (0..1) of the last ``last`` eligible rounds that were answered.
+
+    Eligible: every answered round, plus unanswered rounds that were closed and not away.
+    So an unanswered away day and the still-open unanswered round are left out. 0.0 if none.
+    """
+    if last < 1:
+        raise ValueError("last must be at least 1")
+    eligible: list[bool] = []
+    for r in rounds:
+        _check_status(r.status)
+        answered = r.status is not None
+        if answered or not (r.away or r.open):
+            eligible.append(answered)
+    window = eligible[-last:]
+    if not window:
+        return 0.0
+    return sum(window) / len(window)
