@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coach.text import cut
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LESSONS_DIR = REPO_ROOT / "data" / "lessons"
 DEFAULT_TRACK = "core"
@@ -66,23 +68,6 @@ def word_count(text: str) -> int:
     Markdown punctuation (``**``, ``-`` bullets, backticks) is not counted.
     """
     return len(_WORD_RE.findall(text))
-
-
-def cut(text: str, limit: int) -> str:
-    """``text`` on one line, at most ``limit`` characters; a cut ends with a visible "…".
-
-    Cuts at a word boundary when one is reasonably close to the limit.
-    """
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    head = flat[: limit - 1]
-    space = head.rfind(" ")
-    if space >= (limit - 1) // 2:
-        head = head[:space]
-    return head.rstrip(" ,;:.-–—") + ELLIPSIS
 
 
 @dataclass(frozen=True)

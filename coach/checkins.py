@@ -1,0 +1,133 @@
+"""Answering a round: one answer per member per round, coaching reply chosen by situation."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from coach import projects
+from coach.errors import BadInput, Conflict
+from coach.prompts import Prompts
+from coach.storage import Checkin, Project, Round, Storage
+from coach.streaks import RoundDay, StreakResult, compute_streak, milestone_reached, nonfinished_run
+from coach.text import NOTE_MAX, cut
+
+STATUSES = ("finished", "unfinished", "skipped")
+STATUS_LABELS = {"finished": "Finished", "unfinished": "Unfinished", "skipped": "Skipped"}
+VALLEY_AT = 3
+
+
+def clean_note(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    note = raw.strip()
+    if not note:
+        return None
+    if len(note) > NOTE_MAX:
+        raise BadInput(
+            f"Your note is {len(note):,} characters; keep it to {NOTE_MAX:,} or fewer. "
+            "The one thing that got in the way and your next step are plenty."
+        )
+    return note
+
+
+def check_status(raw: str) -> str:
+    status = (raw or "").strip().lower()
+    if status not in STATUSES:
+        raise BadInput("Answer with `finished`, `unfinished` or `skipped`.")
+    return status
+
+
+@dataclass(frozen=True)
+class AnswerOutcome:
+    checkin: Checkin
+    created: bool
+    project: Project | None
+    project_created: bool
+    streak: StreakResult
+    situation: str
+    reply: str
+
+
+async def member_streak(storage: Storage, guild_id: int, user_id: int, *, open_date: str | None = None,
+                        extra_dates: tuple[str, ...] = ()) -> StreakResult:
+    """The member's streak over the rounds actually held in this server."""
+    dates = set(await storage.posted_round_dates(guild_id)) | set(extra_dates)
+    answers = {c.local_date: c.status for c in await storage.member_checkins(guild_id, user_id)}
+    dates |= set(answers)
+    away = await storage.away_periods(guild_id, user_id)
+    days = []
+    for d in sorted(dates):
+        is_away = any(start <= d <= end for start, end in away)
+        days.append(RoundDay(date.fromisoformat(d), answers.get(d), away=is_away,  # type: ignore[arg-type]
+                             open=(d == open_date)))
+    return compute_streak(days)
+
+
+async def resolve_project(storage: Storage, guild_id: int, user_id: int, raw: str | None,
+                          now: datetime) -> tuple[Project | None, bool]:
+    """The member's active project by name; a new name starts a new project."""
+    if raw is None or not raw.strip():
+        return None, False
+    name = projects.clean_name(raw)
+    found = await storage.find_active_project(guild_id, user_id, name)
+    if found:
+        return found, False
+    return await storage.create_project(guild_id, user_id, name, None, now), True
+
+
+async def answer(
+    storage: Storage, prompts: Prompts, rng: random.Random, *, round_: Round, latest: Round | None,
+    guild_id: int, user_id: int, member_name: str, server_name: str, status: str,
+    project_name: str | None, note: str | None, via: str, now: datetime,
+) -> AnswerOutcome:
+    """Record (or edit) the member's answer to `round_` and choose the coaching reply."""
+    status = check_status(status)
+    note = clean_note(note)
+    if latest is not None and latest.id != round_.id and latest.local_date > round_.local_date:
+        raise Conflict(
+            "That check-in has closed: a newer one is open now. Answer today's round instead; "
+            "nothing was logged for the old one."
+        )
+    if project_name and project_name.strip():
+        projects.clean_name(project_name)  # validate before anything is written
+    await storage.touch_member(guild_id, user_id, member_name, now)
+    before = await member_streak(storage, guild_id, user_id, open_date=round_.local_date)
+    first_ever = await storage.count_checkins(guild_id, user_id) == 0
+    project, project_created = await resolve_project(storage, guild_id, user_id, project_name, now)
+    checkin, created = await storage.upsert_checkin(
+        guild_id=guild_id, user_id=user_id, local_date=round_.local_date, round_id=round_.id, status=status,
+        project_id=project.id if project else None, note=note, via=via, now=now,
+    )
+    after = await member_streak(storage, guild_id, user_id, open_date=round_.local_date)
+    recent = [c.status for c in reversed(await storage.member_checkins(guild_id, user_id))][:10]
+    situation = choose_situation(
+        created=created, first_ever=first_ever, status=status, before=before.current, after=after.current,
+        nonfinished=nonfinished_run(recent),  # type: ignore[arg-type]
+    )
+    reply = prompts.reply(situation, rng, member=member_name, project=project.name if project else "",
+                          streak=after.current, server=server_name)
+    return AnswerOutcome(checkin, created, project, project_created, after, situation, reply)
+
+
+def choose_situation(*, created: bool, first_ever: bool, status: str, before: int, after: int,
+                     nonfinished: int) -> str:
+    if not created:
+        return "edited"
+    if first_ever:
+        return "first_checkin"
+    milestone = milestone_reached(before, after)
+    if milestone:
+        return f"streak_{milestone}"
+    if status != "finished" and nonfinished >= VALLEY_AT:
+        return "valley"
+    return status
+
+
+def describe(checkin: Checkin, project: Project | None) -> str:
+    """One line that repeats back what was logged."""
+    parts = [f"**{STATUS_LABELS[checkin.status]}**"]
+    if project:
+        parts.append(f"on **{cut(project.name, 80)}**")
+    return " ".join(parts)

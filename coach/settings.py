@@ -1,0 +1,78 @@
+"""Operator settings, from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "sqlite:///data/bounce.sqlite3"
+
+
+class SettingsError(Exception):
+    """One clear line naming the setting that is missing or malformed."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    discord_token: SecretStr = Field(min_length=1)
+    database_url: str = DEFAULT_DATABASE_URL
+    log_level: str = "INFO"
+    discord_api_base: str | None = None
+    discord_gateway_url: str | None = None
+    dev_guild_id: int | None = None
+    grace_hours: float = Field(default=3.0, ge=0, le=48)
+    send_budget_per_second: float = Field(default=40.0, gt=0, le=50)
+    tick_seconds: float = Field(default=20.0, gt=0, le=30)
+    lessons_dir: Path = ROOT / "data" / "lessons"
+    prompts_dir: Path = ROOT / "prompts"
+
+    @field_validator("dev_guild_id", mode="before")
+    @classmethod
+    def _blank_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return upper
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        if not value.startswith("sqlite:///"):
+            raise ValueError("only SQLite is supported: sqlite:///path/to/file.sqlite3")
+        return value
+
+    @field_validator("discord_api_base", "discord_gateway_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must be a URL starting with http(s):// or ws(s)://")
+        return value.rstrip("/")
+
+    @property
+    def database_path(self) -> Path:
+        raw = self.database_url.removeprefix("sqlite:///")
+        path = Path(raw)
+        return path if path.is_absolute() else ROOT / path
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings or a SettingsError naming the first bad setting (never the token's value)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err.get("loc") else "settings"
+        if err.get("type") == "missing":
+            raise SettingsError(f"{name} is not set; put it in the environment or in .env (see .env.example).") from None
+        raise SettingsError(f"{name} is malformed: {err.get('msg', 'invalid value')}.") from None

@@ -1,0 +1,77 @@
+"""Rendering helpers for what people read: safe names, cuts with a visible mark, Discord limits."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+# Discord's documented limits (the OpenAPI spec misses some of them).
+CONTENT_MAX = 2000
+EMBED_TITLE_MAX = 256
+EMBED_DESCRIPTION_MAX = 4096
+EMBED_FIELD_NAME_MAX = 256
+EMBED_FIELD_VALUE_MAX = 1024
+EMBED_FOOTER_MAX = 2048
+EMBED_TOTAL_MAX = 6000
+CHOICES_MAX = 25
+CHOICE_NAME_MAX = 100
+CUSTOM_ID_MAX = 100
+MODAL_TITLE_MAX = 45
+MODAL_LABEL_MAX = 45
+TEXT_INPUT_MAX = 4000
+
+ELLIPSIS = "…"
+NOTE_MAX = 1000
+PROJECT_NAME_MAX = 80
+
+_MARKDOWN_RE = re.compile(r"([\\*_~`|>#\[\]()-])")
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` on one line, at most `limit` characters; a cut ends with a visible "…".
+
+    Cuts at a word boundary when one is reasonably close to the limit.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    head = flat[: limit - 1]
+    space = head.rfind(" ")
+    if space >= (limit - 1) // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:.-–—") + ELLIPSIS
+
+
+def cut_block(text: str, limit: int) -> str:
+    """Like `cut` but keeps line breaks: for notes and multi-line bodies."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + ELLIPSIS
+
+
+def escape_markdown(text: str) -> str:
+    return _MARKDOWN_RE.sub(r"\\\1", text)
+
+
+def safe_name(name: str, limit: int = 32) -> str:
+    """A member's display name, safe to put in any message: cut, markdown escaped, no mention syntax."""
+    cleaned = cut(name or "someone", limit)
+    cleaned = cleaned.replace("@", "@\u200b")
+    return escape_markdown(cleaned)
+
+
+def quote_member_text(text: str, limit: int) -> str:
+    """Member-written text shown back: cut, and `@everyone`-style tokens defused (allowed_mentions also
+    blocks pings; this keeps the text from even looking like one)."""
+    return cut_block(text, limit).replace("@", "@\u200b")
+
+
+def ts(moment: datetime, style: str = "F") -> str:
+    """A Discord timestamp: each reader sees it in their own zone."""
+    return f"<t:{int(moment.timestamp())}:{style}>"
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    return f"{count:,} {word if count == 1 else (many or word + 's')}"
