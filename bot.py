@@ -1,0 +1,173 @@
+"""Bounce: entry point. Read settings, open storage, build the Bot, load cogs, start the scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import signal
+import sys
+from datetime import timedelta
+from typing import Any
+
+import discord
+import yarl
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from discord.ext import commands
+
+from coach.clock import Clock, SystemClock
+from coach.lessons import LessonError, LessonLibrary, load_lessons
+from coach.pacer import Pacer
+from coach.prompts import PromptError, Prompts, load_prompts
+from coach.settings import Settings, SettingsError, load_settings
+from coach.storage import DatabaseTooNew, Storage, StorageError
+
+log = logging.getLogger("bounce")
+
+COGS = ("cogs.errors", "cogs.admin", "cogs.rounds", "cogs.projects")
+INTENTS = discord.Intents.none()
+INTENTS.guilds = True           # channels, roles, the bot's own member: to check where it can post
+INTENTS.dm_messages = True      # plain-text check-in replies in DMs (no message-content intent needed there)
+
+
+def apply_endpoints(settings: Settings) -> None:
+    """Point discord.py at an operator's REST proxy and gateway proxy (the tests use the same two settings)."""
+    if settings.discord_api_base:
+        discord.http.Route.BASE = settings.discord_api_base
+    if settings.discord_gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+class BounceBot(commands.Bot):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        prompts: Prompts | None = None,
+        lessons: LessonLibrary | None = None,
+        rng: random.Random | None = None,
+        run_scheduler: bool = True,
+        **options: Any,
+    ) -> None:
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None, **options)
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.prompts = prompts or load_prompts(settings.prompts_dir)
+        self.lessons = lessons or load_lessons(settings.lessons_dir)
+        self.rng = rng or random.Random()
+        self.pacer = Pacer(settings.send_budget_per_second)
+        self.grace = timedelta(hours=settings.grace_hours)
+        self.run_scheduler = run_scheduler
+        self.scheduler: AsyncIOScheduler | None = None
+        self.storage: Storage = None  # type: ignore[assignment]  # opened in setup_hook
+        self.synced = False
+        self._tick_lock = asyncio.Lock()
+
+    async def setup_hook(self) -> None:
+        self.storage = await Storage.open(self.settings.database_path)
+        for name in COGS:
+            await self.load_extension(name)
+        await self.sync_commands_if_changed()
+        await self.tick()  # catch up on what fell due while we were down
+        if self.run_scheduler:
+            self.scheduler = AsyncIOScheduler(timezone="UTC")
+            self.scheduler.add_job(self.tick, "interval", seconds=self.settings.tick_seconds, id="tick",
+                                   max_instances=1, coalesce=True)
+            self.scheduler.start()
+
+    async def tick(self) -> None:
+        """One pass of the periodic job: every cog with due work takes it."""
+        async with self._tick_lock:
+            for cog in list(self.cogs.values()):
+                run = getattr(cog, "run_due", None)
+                if run is not None:
+                    try:
+                        await run()
+                    except Exception:
+                        log.exception("scheduled work in %s failed", type(cog).__name__)
+
+    def command_payload(self) -> tuple[discord.Object | None, list[dict[str, Any]]]:
+        guild = discord.Object(self.settings.dev_guild_id) if self.settings.dev_guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        commands_ = self.tree.get_commands(guild=guild)
+        return guild, sorted((c.to_dict(self.tree) for c in commands_), key=lambda d: d["name"])
+
+    async def sync_commands_if_changed(self) -> bool:
+        """Sync only when the command set changed since the last sync (Discord's daily create quota)."""
+        guild, payload = self.command_payload()
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        key = f"command_hash:{guild.id if guild else 'global'}"
+        if await self.storage.get_meta(key) == digest:
+            log.info("application commands unchanged; not syncing")
+            return False
+        await self.tree.sync(guild=guild)
+        await self.storage.set_meta(key, digest)
+        self.synced = True
+        log.info("synced %d application commands (%s)", len(payload), f"guild {guild.id}" if guild else "global")
+        return True
+
+    async def close(self) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await super().close()
+        if self.storage is not None:
+            await self.storage.close()
+            self.storage = None  # type: ignore[assignment]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("discord").setLevel(max(logging.getLevelName(level), logging.INFO))
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"bounce: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    apply_endpoints(settings)
+    try:
+        bot = BounceBot(settings)
+    except (PromptError, LessonError) as exc:
+        print(f"bounce: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run(bot, settings))
+
+
+async def _run(bot: BounceBot, settings: Settings) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if runner in done and runner.exception() is not None:
+        exc = runner.exception()
+        if isinstance(exc, discord.LoginFailure):
+            print("bounce: DISCORD_TOKEN was refused by Discord; check the token in .env.", file=sys.stderr)
+            code = 2
+        elif isinstance(exc, (DatabaseTooNew, StorageError)):
+            print(f"bounce: {exc}", file=sys.stderr)
+            code = 2
+        else:
+            log.error("bot stopped", exc_info=exc)
+            code = 1
+    log.info("shutting down")
+    await bot.close()
+    waiter.cancel()
+    if not runner.done():
+        runner.cancel()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""What every cog shares: answering an interaction safely, and turning errors into kind replies."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import discord
+from discord import app_commands
+
+from coach.errors import BounceError
+
+if TYPE_CHECKING:
+    from bot import BounceBot
+
+log = logging.getLogger("bounce.interactions")
+NO_PINGS = discord.AllowedMentions.none()
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def bot_of(interaction: discord.Interaction) -> BounceBot:
+    return interaction.client  # type: ignore[return-value]
+
+
+async def reply(
+    interaction: discord.Interaction,
+    content: str | None = None,
+    *,
+    embed: discord.Embed | None = None,
+    view: discord.ui.View | None = None,
+    file: discord.File | None = None,
+    ephemeral: bool = True,
+) -> None:
+    """Answer the interaction, or follow up if it was already answered (deferred)."""
+    kwargs: dict[str, Any] = {"ephemeral": ephemeral, "allowed_mentions": NO_PINGS}
+    if content is not None:
+        kwargs["content"] = content
+    if embed is not None:
+        kwargs["embed"] = embed
+    if view is not None:
+        kwargs["view"] = view
+    if file is not None:
+        kwargs["file"] = file
+    if interaction.response.is_done():
+        await interaction.followup.send(**kwargs)
+    else:
+        await interaction.response.send_message(**kwargs)
+
+
+async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """Domain errors: their sentence, ephemerally. Anything else: logged with a reference to quote."""
+    original = getattr(error, "original", error)
+    if isinstance(original, BounceError):
+        text = original.message
+    elif isinstance(error, app_commands.MissingPermissions):
+        text = "This one is for admins: you need the **Manage Server** permission to use it."
+    elif isinstance(error, app_commands.NoPrivateMessage):
+        text = "This command works inside a server, not in DMs. Run it in the server you want it for."
+    elif isinstance(error, app_commands.CheckFailure):
+        text = "You can't use that here."
+    else:
+        ref = secrets.token_hex(3)
+        log.error("unexpected error (ref %s) in %s", ref, _describe(interaction), exc_info=original)
+        text = (f"Something went wrong on my side and nothing was saved. If it keeps happening, "
+                f"tell an admin this reference: `{ref}`.")
+    try:
+        await reply(interaction, text)
+    except discord.HTTPException:
+        log.warning("could not tell %s about an error", _describe(interaction))
+
+
+def _describe(interaction: discord.Interaction) -> str:
+    what = interaction.command.qualified_name if interaction.command else (interaction.data or {}).get("custom_id")
+    return f"interaction {what!r} in guild {interaction.guild_id}"
+
+
+def guarded(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T | None]]:
+    """For component and modal callbacks: route errors through report_error.
+
+    The interaction is found among the arguments, so it works for methods and plain functions.
+    """
+
+    @wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T | None:
+        try:
+            return await func(*args, **kwargs)
+        except Exception as exc:
+            interaction = next(a for a in args if isinstance(a, discord.Interaction))
+            await report_error(interaction, exc)
+            return None
+
+    return wrapper
+
+
+def member_name(user: discord.abc.User) -> str:
+    return getattr(user, "display_name", None) or user.name

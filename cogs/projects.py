@@ -1,0 +1,155 @@
+"""/project: start, list, finish, drop. Finishing one is celebrated in the check-in channel."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from coach import projects
+from coach.storage import Project
+from coach.text import cut, escape_markdown, safe_name
+from cogs.common import member_name, reply
+from cogs.pages import PAGE_SIZE, Pager, register, setup_pages
+from cogs.rounds import project_choices
+
+if TYPE_CHECKING:
+    from bot import BounceBot
+
+log = logging.getLogger("bounce.projects")
+STATUS_MARK = {"active": "🎛️", "finished": "✅", "dropped": "🗂️"}
+
+
+def project_line(p: Project) -> str:
+    line = f"{STATUS_MARK[p.status]} **{escape_markdown(cut(p.name, 80))}** · {p.status}"
+    if p.deadline and p.status == "active":
+        line += f" · due {p.deadline}"
+    return line
+
+
+class Projects(commands.Cog):
+    project = app_commands.Group(name="project", description="Your projects: tracks, EPs, mixes.", guild_only=True)
+
+    def __init__(self, bot: BounceBot) -> None:
+        self.bot = bot
+
+    def today(self, guild_id: int, tz: str | None) -> date:
+        return self.bot.clock.now().astimezone(ZoneInfo(tz or "UTC")).date()
+
+    async def guild_tz(self, guild_id: int) -> str | None:
+        guild = await self.bot.storage.get_guild(guild_id)
+        return guild.timezone if guild else None
+
+    @project.command(name="start", description="Start a project you mean to finish.")
+    @app_commands.describe(name="What is it called?", deadline="Optional finish date, YYYY-MM-DD")
+    async def start(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 200],
+                    deadline: app_commands.Range[str, 1, 30] | None = None) -> None:
+        assert interaction.guild_id is not None
+        today = self.today(interaction.guild_id, await self.guild_tz(interaction.guild_id))
+        due = projects.parse_deadline(deadline, today)
+        now = self.bot.clock.now()
+        await self.bot.storage.touch_member(interaction.guild_id, interaction.user.id,
+                                            member_name(interaction.user), now)
+        created = await projects.start(self.bot.storage, interaction.guild_id, interaction.user.id, name, due, now)
+        coach_line = self.bot.prompts.reply("project_started", self.bot.rng, project=created.name,
+                                            member=safe_name(member_name(interaction.user)), streak=0,
+                                            server=safe_name(interaction.guild.name if interaction.guild else ""))
+        extra = f" Deadline: **{due}**." if due else ""
+        await reply(interaction, f"Started **{escape_markdown(cut(created.name, 80))}**.{extra}\n{coach_line}")
+
+    @project.command(name="list", description="Your projects, or another member's.")
+    @app_commands.describe(member="Whose projects (default: yours)")
+    async def list_(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
+        assert interaction.guild_id is not None
+        who = member or interaction.user
+        pager = ProjectPager(self.bot, interaction.guild_id, who.id, safe_name(member_name(who)))
+        await pager.send(interaction)
+
+    @project.command(name="finish", description="Mark one of your projects finished (+5 points).")
+    @app_commands.describe(name="Which of your active projects")
+    async def finish(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 200]) -> None:
+        assert interaction.guild_id is not None
+        now = self.bot.clock.now()
+        who = safe_name(member_name(interaction.user))
+        server = safe_name(interaction.guild.name if interaction.guild else "")
+        outcome = await projects.finish(self.bot.storage, interaction.guild_id, interaction.user.id, name, now)
+        text = self.bot.prompts.reply("project_finished_reply", self.bot.rng, project=outcome.project.name,
+                                      member=who, streak=0, server=server)
+        points = " (+5 points)" if outcome.points else ""
+        await reply(interaction, f"**{escape_markdown(cut(outcome.project.name, 80))}** is finished{points}.\n{text}")
+        if outcome.announce:
+            await self.announce(interaction.guild_id, interaction.user.id, outcome.project, server)
+
+    async def announce(self, guild_id: int, user_id: int, project: Project, server: str) -> None:
+        guild = await self.bot.storage.get_guild(guild_id)
+        if guild is None:
+            return
+        channel = self.bot.get_channel(guild.channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return
+        text = self.bot.prompts.reply("project_finished_announce", self.bot.rng,
+                                      member=f"<@{user_id}>", project=escape_markdown(cut(project.name, 80)),
+                                      streak=0, server=server)
+        try:
+            await self.bot.pacer.wait()
+            await channel.send(text, allowed_mentions=discord.AllowedMentions(
+                everyone=False, roles=False, users=[discord.Object(user_id)]))
+        except discord.HTTPException as exc:
+            log.warning("could not announce finished project %s in guild %s: %s", project.id, guild_id, exc)
+
+    @project.command(name="drop", description="Let a project go, on purpose.")
+    @app_commands.describe(name="Which of your active projects")
+    async def drop(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 200]) -> None:
+        assert interaction.guild_id is not None
+        dropped = await projects.drop(self.bot.storage, interaction.guild_id, interaction.user.id, name,
+                                      self.bot.clock.now())
+        text = self.bot.prompts.reply("project_dropped", self.bot.rng, project=dropped.name,
+                                      member=safe_name(member_name(interaction.user)), streak=0,
+                                      server=safe_name(interaction.guild.name if interaction.guild else ""))
+        await reply(interaction, f"Dropped **{escape_markdown(cut(dropped.name, 80))}**.\n{text}")
+
+    @finish.autocomplete("name")
+    @drop.autocomplete("name")
+    async def _names(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await project_choices(self.bot, interaction, current)
+
+
+class ProjectPager(Pager):
+    def __init__(self, bot: BounceBot, guild_id: int, user_id: int, name: str | None) -> None:
+        super().__init__(key=f"pj:{guild_id}:{user_id}")
+        self.bot, self.guild_id, self.user_id, self.name = bot, guild_id, user_id, name
+
+    async def render(self, page: int) -> tuple[discord.Embed, int]:
+        counts = await self.bot.storage.count_projects(self.guild_id, self.user_id)
+        total = sum(counts.values())
+        pages = max(1, -(-total // PAGE_SIZE))
+        page = min(max(page, 0), pages - 1)
+        rows = await self.bot.storage.list_projects(self.guild_id, self.user_id, limit=PAGE_SIZE,
+                                                    offset=page * PAGE_SIZE)
+        if self.name is None:
+            member = await self.bot.storage.get_member(self.guild_id, self.user_id)
+            self.name = safe_name(member.display_name) if member and member.display_name else "a member"
+        embed = discord.Embed(title=f"Projects · {self.name}", colour=discord.Colour.blurple())
+        if not rows:
+            embed.description = "No projects yet. `/project start` names the thing you're going to finish."
+        else:
+            embed.description = "\n".join(project_line(p) for p in rows)
+        embed.set_footer(text=f"{counts['active']} active · {counts['finished']} finished · "
+                              f"{counts['dropped']} dropped · page {page + 1}/{pages}")
+        return embed, pages
+
+
+async def setup(bot: BounceBot) -> None:
+    setup_pages(bot)
+    await bot.add_cog(Projects(bot))
+
+
+@register("pj")
+def _project_pager(bot: BounceBot, args: list[str]) -> Pager:
+    guild_id, user_id = int(args[0]), int(args[1])
+    return ProjectPager(bot, guild_id, user_id, None)

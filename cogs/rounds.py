@@ -1,0 +1,347 @@
+"""The daily round: posting it (paced, exactly once), its buttons and form, /checkin, the tally."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time as _time
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from coach import checkins
+from coach.checkins import STATUS_LABELS
+from coach.clock import from_unix, to_unix
+from coach.errors import Conflict, NotFound
+from coach.rounds import decide, next_due_for, nonce_for
+from coach.storage import GuildSettings, Round
+from coach.text import MODAL_TITLE_MAX, NOTE_MAX, PROJECT_NAME_MAX, cut, escape_markdown, safe_name, ts
+from cogs.common import NO_PINGS, bot_of, guarded, member_name, reply
+
+if TYPE_CHECKING:
+    from bot import BounceBot
+
+log = logging.getLogger("bounce.rounds")
+CHUNK = 500
+IN_FLIGHT = 16
+CODES = {"f": "finished", "u": "unfinished", "s": "skipped"}
+CODE_OF = {v: k for k, v in CODES.items()}
+STYLES = {"finished": discord.ButtonStyle.success, "unfinished": discord.ButtonStyle.primary,
+          "skipped": discord.ButtonStyle.secondary}
+EMOJI = {"finished": "✅", "unfinished": "🔸", "skipped": "⏸️"}
+TALLY_DELAY = 3.0
+
+
+class PostFailed(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def classify(exc: discord.HTTPException) -> str:
+    if isinstance(exc, discord.NotFound) or exc.code == 10003:
+        return "channel_deleted"
+    if isinstance(exc, discord.Forbidden):
+        return "missing_permission"
+    return f"discord_error:{exc.status}"
+
+
+def day_label(local_date: str) -> str:
+    day = date.fromisoformat(local_date)
+    return f"{day:%A} {day.day} {day:%B}"
+
+
+def round_embed(round_: Round, prompt: str, counts: dict[str, int], tz: str) -> discord.Embed:
+    description = prompt
+    if round_.late:
+        description += f"\n\n_Posted late: I was offline when this was due ({ts(from_unix(round_.scheduled_at), 't')})._"
+    embed = discord.Embed(title=f"Accountability Check · {day_label(round_.local_date)}",
+                          description=description, colour=discord.Colour.from_rgb(46, 204, 113))
+    embed.add_field(name="So far", value=tally_line(counts), inline=False)
+    embed.set_footer(text="Tap how it went. Answering again just edits your answer.")
+    return embed
+
+
+def tally_line(counts: dict[str, int]) -> str:
+    return " · ".join(f"{EMOJI[s]} {STATUS_LABELS[s]} **{counts.get(s, 0)}**" for s in STATUS_LABELS)
+
+
+class AnswerButton(discord.ui.DynamicItem[discord.ui.Button], template=r"bounce:a:(?P<round>\d+):(?P<code>[fus])"):
+    """Finished / Unfinished / Skipped on a round message. The custom_id carries all it needs."""
+
+    def __init__(self, round_id: int, status: str) -> None:
+        super().__init__(discord.ui.Button(
+            label=STATUS_LABELS[status], style=STYLES[status], emoji=EMOJI[status],
+            custom_id=f"bounce:a:{round_id}:{CODE_OF[status]}",
+        ))
+        self.round_id = round_id
+        self.status = status
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
+        return cls(int(match["round"]), CODES[match["code"]])
+
+    @guarded
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog: Rounds = bot_of(interaction).get_cog("Rounds")  # type: ignore[assignment]
+        await cog.open_form(interaction, self.round_id, self.status)
+
+
+def round_view(round_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for status in STATUS_LABELS:
+        view.add_item(AnswerButton(round_id, status))
+    return view
+
+
+class AnswerForm(discord.ui.Modal):
+    """The short form behind each button: project and a note."""
+
+    def __init__(self, cog: Rounds, round_id: int, status: str, project: str | None) -> None:
+        super().__init__(title=cut(f"{STATUS_LABELS[status]}: how did it go?", MODAL_TITLE_MAX),
+                         custom_id=f"bounce:m:{round_id}:{CODE_OF[status]}", timeout=900)
+        self.cog, self.round_id, self.status = cog, round_id, status
+        self.project = discord.ui.TextInput(label="Project (optional)", required=False, max_length=PROJECT_NAME_MAX,
+                                            default=project, placeholder="e.g. Night Drive EP")
+        self.note = discord.ui.TextInput(
+            label="What got in the way / next step (optional)", style=discord.TextStyle.paragraph,
+            required=False, max_length=NOTE_MAX, placeholder="One honest line is plenty.",
+        )
+        self.add_item(self.project)
+        self.add_item(self.note)
+
+    @guarded
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await self.cog.record(interaction, self.round_id, self.status, self.project.value, self.note.value, "button")
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
+        from cogs.common import report_error
+
+        await report_error(interaction, error)
+
+
+class Rounds(commands.Cog):
+    def __init__(self, bot: BounceBot) -> None:
+        self.bot = bot
+        self.tally_delay = TALLY_DELAY
+        self._tally_pending: dict[int, asyncio.Task[None]] = {}
+        self._tally_last: dict[int, float] = {}
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
+        self._resume_claims: list[Round] = []
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(AnswerButton)
+        since = to_unix(self.bot.clock.now() - self.bot.grace)
+        # Rounds claimed but not confirmed posted when the last process stopped: post them (same nonce).
+        self._resume_claims = await self.bot.storage.unfinished_claims(since)
+
+    async def cog_unload(self) -> None:
+        for task in self._tally_pending.values():
+            task.cancel()
+
+    @property
+    def storage(self):  # noqa: ANN201
+        return self.bot.storage
+
+    # ------------------------------------------------------------------ scheduled posting
+
+    async def run_due(self) -> int:
+        """Take what is due, in chunks; post each round once. Returns how many were posted."""
+        now = self.bot.clock.now()
+        posted = 0
+        for claimed in self._resume_claims:
+            guild = await self.storage.get_guild(claimed.guild_id)
+            if guild is not None:
+                posted += await self._deliver_safely(claimed, guild)
+        self._resume_claims = []
+        while True:
+            due = await self.storage.due_guilds(to_unix(now), CHUNK)
+            if not due:
+                break
+            jobs = []
+            for guild in due:
+                decision = decide(guild, now, self.bot.grace)
+                if not await self.storage.advance_guild(guild.guild_id, guild.next_due, to_unix(decision.next_due)):
+                    continue  # another process took it
+                if not decision.post:
+                    log.warning("guild %s: round for %s missed by more than the grace window; skipped",
+                                guild.guild_id, decision.local_date)
+                    continue
+                jobs.append(self._claim_and_post(guild, decision.local_date, decision.scheduled_at,
+                                                 decision.late, manual=False))
+            results = await asyncio.gather(*jobs)
+            posted += sum(1 for r in results if r is not None and r.state == "posted")
+            if len(due) < CHUNK:
+                break
+        return posted
+
+    async def _claim_and_post(self, guild: GuildSettings, local_date: date, scheduled_at: datetime, late: bool,
+                              *, manual: bool) -> Round | None:
+        recent = await self.storage.recent_prompt_indices(guild.guild_id, 5)
+        index = self.bot.prompts.checkin_prompt(list(reversed(recent)), self.bot.rng)
+        claimed = await self.storage.claim_round(
+            guild_id=guild.guild_id, local_date=local_date.isoformat(), scheduled_at=to_unix(scheduled_at),
+            channel_id=guild.channel_id, prompt_index=index, late=late, manual=manual, now=self.bot.clock.now(),
+        )
+        if claimed is None:
+            return None
+        await self._deliver_safely(claimed, guild)
+        return await self.storage.get_round(claimed.id)
+
+    async def _deliver_safely(self, round_: Round, guild: GuildSettings) -> int:
+        try:
+            await self.deliver(round_, guild)
+            return 1
+        except PostFailed as exc:
+            log.warning("guild %s: round %s not posted: %s", guild.guild_id, round_.local_date, exc.code)
+            await self.storage.mark_round_failed(round_.id, exc.code)
+            await self.storage.record_guild_error(guild.guild_id, exc.code, self.bot.clock.now())
+            return 0
+
+    def prompt_text(self, round_: Round, guild_name: str) -> str:
+        return self.bot.prompts.checkin_text(round_.prompt_index or 0, server=safe_name(guild_name, 60))
+
+    async def deliver(self, round_: Round, guild: GuildSettings) -> discord.Message:
+        channel = self.bot.get_channel(round_.channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            raise PostFailed("channel_deleted")
+        server = getattr(getattr(channel, "guild", None), "name", "") or "your server"
+        embed = round_embed(round_, self.prompt_text(round_, server), {}, guild.timezone)
+        content, mentions = None, NO_PINGS
+        if guild.role_id:
+            content = f"<@&{guild.role_id}>"
+            mentions = discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(guild.role_id)])
+        async with self._in_flight:
+            await self.bot.pacer.wait()
+            try:
+                message = await channel.send(content=content, embed=embed, view=round_view(round_.id),
+                                             allowed_mentions=mentions, nonce=nonce_for("round", round_.id))
+            except discord.HTTPException as exc:
+                raise PostFailed(classify(exc)) from exc
+        await self.storage.mark_round_posted(round_.id, message.id, self.bot.clock.now())
+        await self.storage.record_guild_error(guild.guild_id, None, self.bot.clock.now())
+        return message
+
+    async def post_today(self, guild: GuildSettings) -> str:
+        """/coach post-now: today's round if there is none yet. Never shifts the schedule."""
+        now = self.bot.clock.now()
+        today = now.astimezone(ZoneInfo(guild.timezone)).date()
+        existing = await self.storage.round_on(guild.guild_id, today.isoformat())
+        if existing is not None:
+            if existing.state == "posted" and existing.message_id:
+                link = f"https://discord.com/channels/{guild.guild_id}/{existing.channel_id}/{existing.message_id}"
+                return f"Today's round is already up: {link}. There's only ever one per day."
+            return ("Today's round was already attempted and couldn't be posted "
+                    f"({existing.error or 'unknown problem'}); fix that and it'll run at the next scheduled time.")
+        result = await self._claim_and_post(guild, today, now, late=False, manual=True)
+        if result is None or result.state != "posted":
+            from cogs.admin import error_sentence
+
+            return "I couldn't post it. " + error_sentence(result.error if result else "discord_error",
+                                                          guild.channel_id)
+        return f"Posted today's round in <#{guild.channel_id}>. The regular schedule carries on as before."
+
+    # ------------------------------------------------------------------ answering
+
+    async def open_form(self, interaction: discord.Interaction, round_id: int, status: str) -> None:
+        round_ = await self.storage.get_round(round_id)
+        if round_ is None or interaction.guild_id is None or round_.guild_id != interaction.guild_id:
+            raise NotFound("I can't find that check-in any more.")
+        latest = await self.storage.latest_round(round_.guild_id)
+        if latest and latest.local_date > round_.local_date:
+            raise Conflict("That check-in has closed: a newer one is open now. Answer today's round instead; "
+                           "nothing was logged for the old one.")
+        project = await self.storage.latest_active_project(round_.guild_id, interaction.user.id)
+        await interaction.response.send_modal(AnswerForm(self, round_id, status, project.name if project else None))
+
+    async def record(self, interaction: discord.Interaction, round_id: int, status: str, project: str | None,
+                     note: str | None, via: str) -> None:
+        round_ = await self.storage.get_round(round_id)
+        if round_ is None or round_.guild_id != interaction.guild_id:
+            raise NotFound("I can't find that check-in any more.")
+        await self._answer(interaction, round_, status, project, note, via)
+
+    async def _answer(self, interaction: discord.Interaction, round_: Round, status: str, project: str | None,
+                      note: str | None, via: str) -> None:
+        latest = await self.storage.latest_round(round_.guild_id)
+        guild_name = interaction.guild.name if interaction.guild else "the server"
+        outcome = await checkins.answer(
+            self.storage, self.bot.prompts, self.bot.rng, round_=round_, latest=latest,
+            guild_id=round_.guild_id, user_id=interaction.user.id, member_name=safe_name(member_name(interaction.user)),
+            server_name=guild_name, status=status, project_name=project, note=note, via=via,
+            now=self.bot.clock.now(),
+        )
+        lines = [f"Logged {checkins.describe(outcome.checkin, outcome.project)} for "
+                 f"{day_label(round_.local_date)}."
+                 + (" (+1 point)" if outcome.created else " Your earlier answer was updated; no extra points.")]
+        if outcome.project_created and outcome.project:
+            lines.append(f"New project started: **{escape_markdown(cut(outcome.project.name, 80))}**.")
+        lines.append(outcome.reply)
+        await reply(interaction, "\n".join(lines))
+        self.touch_tally(round_)
+
+    @app_commands.command(name="checkin", description="Answer today's Accountability Check without the buttons.")
+    @app_commands.describe(status="How did it go?", project="Which project (optional)",
+                           note="What got in the way / your next step (optional)")
+    @app_commands.choices(status=[app_commands.Choice(name=STATUS_LABELS[s], value=s) for s in STATUS_LABELS])
+    @app_commands.guild_only()
+    async def checkin(self, interaction: discord.Interaction, status: app_commands.Choice[str],
+                      project: str | None = None, note: str | None = None) -> None:
+        assert interaction.guild_id is not None
+        round_ = await self.storage.latest_round(interaction.guild_id)
+        if round_ is None:
+            guild = await self.storage.get_guild(interaction.guild_id)
+            if guild is None or guild.paused:
+                raise NotFound("There's no check-in running here yet. An admin can start one with `/coach setup`.")
+            nxt = next_due_for(guild.time_local, guild.timezone, guild.days, self.bot.clock.now())
+            raise NotFound(f"No check-in is open yet. The first one arrives {ts(nxt)} ({ts(nxt, 'R')}).")
+        await self._answer(interaction, round_, status.value, project, note, "command")
+
+    @checkin.autocomplete("project")
+    async def _project_ac(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await project_choices(self.bot, interaction, current)
+
+    # ------------------------------------------------------------------ tally
+
+    def touch_tally(self, round_: Round) -> None:
+        """Edit the round's tally at most once every few seconds, however many answers arrive."""
+        if round_.message_id is None or round_.id in self._tally_pending:
+            return
+        wait = max(0.0, self._tally_last.get(round_.id, 0.0) + self.tally_delay - _time.monotonic())
+        task = asyncio.create_task(self._flush_tally(round_, max(wait, min(self.tally_delay, 0.5))))
+        self._tally_pending[round_.id] = task
+
+    async def _flush_tally(self, round_: Round, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+            self._tally_last[round_.id] = _time.monotonic()
+            del self._tally_pending[round_.id]
+            counts = await self.storage.tally(round_.id)
+            guild = await self.storage.get_guild(round_.guild_id)
+            channel = self.bot.get_channel(round_.channel_id)
+            if guild is None or not isinstance(channel, discord.abc.Messageable) or round_.message_id is None:
+                return
+            server = getattr(getattr(channel, "guild", None), "name", "") or "your server"
+            embed = round_embed(round_, self.prompt_text(round_, server), counts, guild.timezone)
+            await self.bot.pacer.wait()
+            await channel.get_partial_message(round_.message_id).edit(embed=embed)  # type: ignore[union-attr]
+        except discord.HTTPException as exc:
+            log.warning("could not update the tally of round %s: %s", round_.id, exc)
+        except Exception:
+            log.exception("tally update failed for round %s", round_.id)
+
+
+async def project_choices(bot: BounceBot, interaction: discord.Interaction, current: str
+                          ) -> list[app_commands.Choice[str]]:
+    if interaction.guild_id is None:
+        return []
+    names = await bot.storage.search_active_projects(interaction.guild_id, interaction.user.id, current or "", 25)
+    return [app_commands.Choice(name=cut(n, 100), value=n[:100]) for n in names]
+
+
+async def setup(bot: BounceBot) -> None:
+    await bot.add_cog(Rounds(bot))
