@@ -560,3 +560,9 @@ class Storage:
             (guild_id, user_id),
         )
         return [(r[0], r[1]) for r in rows]
+
+    # ============================================================ lessons (section: lessons feature)
+
+    # ============================================================ DM check-ins (section: DM feature)
+
+    # ============================================================ leaderboard, stats, seasons, export (section: board)

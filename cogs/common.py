@@ -35,8 +35,17 @@ async def reply(
     file: discord.File | None = None,
     ephemeral: bool = True,
 ) -> None:
-    """Answer the interaction, or follow up if it was already answered (deferred)."""
+    """Answer the interaction, or follow up if it was already answered (deferred).
+
+    A notice waiting for this member in this server (e.g. "your DMs were closed, so DM check-ins are off")
+    is added once to their next private reply.
+    """
     kwargs: dict[str, Any] = {"ephemeral": ephemeral, "allowed_mentions": NO_PINGS}
+    if ephemeral and interaction.guild_id is not None:
+        storage = getattr(interaction.client, "storage", None)
+        notice = await storage.take_notice(interaction.guild_id, interaction.user.id) if storage else None
+        if notice:
+            content = f"{content}\n\n📌 {notice}" if content else f"📌 {notice}"
     if content is not None:
         kwargs["content"] = content
     if embed is not None:
