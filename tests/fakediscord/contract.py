@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,10 +231,9 @@ def load_contract(path: Path | None) -> Contract | None:
     if not path.is_file():
         if path not in _WARNED:
             _WARNED.add(path)
-            print(
-                f"fakediscord: OpenAPI spec not found at {path}; request bodies are NOT contract-checked",
-                file=sys.stderr,
-            )
+            line = f"fakediscord: OpenAPI spec not found at {path}; request bodies are NOT contract-checked"
+            print(line, file=sys.stderr, flush=True)
+            warnings.warn(line, UserWarning, stacklevel=2)  # shows in pytest's warnings summary
         _CACHE[path] = None
         return None
     spec = json.loads(path.read_text(encoding="utf-8"))
@@ -307,6 +307,10 @@ def message_problems(body: Any, prefix: str = "") -> list[Problem]:
     pre = f"{prefix}." if prefix else ""
     out: list[Problem] = []
     content = body.get("content")
+    if content is not None and not isinstance(content, str):  # also caught by the spec, if present
+        out.append((f"{pre}content", f"{_short(content)} is not of type ['string', 'null']"))
+    if not isinstance(body.get("embeds") or [], list) or not isinstance(body.get("components") or [], list):
+        out.append((f"{pre}(embeds|components)", "must be arrays"))
     if isinstance(content, str) and len(content) > MAX_CONTENT:
         out.append((f"{pre}content", f"must be at most {MAX_CONTENT} characters long (got {len(content)})"))
     out.extend(_embed_problems(body.get("embeds"), f"{pre}embeds"))
