@@ -66,13 +66,15 @@ class BounceBot(commands.Bot):
         self.storage: Storage = None  # type: ignore[assignment]  # opened in setup_hook
         self.synced = False
         self._tick_lock = asyncio.Lock()
+        self.catch_up_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         self.storage = await Storage.open(self.settings.database_path)
         for name in COGS:
             await self.load_extension(name)
         await self.sync_commands_if_changed()
-        await self.tick()  # catch up on what fell due while we were down
+        # Catch up on what fell due while we were down, as soon as the guild cache is filled.
+        self.catch_up_task = asyncio.create_task(self.tick(), name="bounce-catch-up")
         if self.run_scheduler:
             self.scheduler = AsyncIOScheduler(timezone="UTC")
             self.scheduler.add_job(self.tick, "interval", seconds=self.settings.tick_seconds, id="tick",
@@ -80,7 +82,8 @@ class BounceBot(commands.Bot):
             self.scheduler.start()
 
     async def tick(self) -> None:
-        """One pass of the periodic job: every cog with due work takes it."""
+        """One pass of the periodic job: every cog with due work takes it (once the guild cache is ready)."""
+        await self.wait_until_ready()
         async with self._tick_lock:
             for cog in list(self.cogs.values()):
                 run = getattr(cog, "run_due", None)
@@ -114,6 +117,8 @@ class BounceBot(commands.Bot):
     async def close(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if self.catch_up_task is not None and not self.catch_up_task.done():
+            self.catch_up_task.cancel()
         await super().close()
         if self.storage is not None:
             await self.storage.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sqlite3
@@ -134,6 +135,7 @@ class Storage:
     def __init__(self, db: aiosqlite.Connection, path: Path | None) -> None:
         self.db = db
         self.path = path
+        self._tx_lock = asyncio.Lock()  # one transaction at a time on the shared connection
 
     # ------------------------------------------------------------ lifecycle
 
@@ -184,14 +186,15 @@ class Storage:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
-        else:
-            await self.db.execute("COMMIT")
+        async with self._tx_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            else:
+                await self.db.execute("COMMIT")
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         async with self.db.execute(sql, tuple(params)) as cur:
@@ -386,11 +389,15 @@ class Storage:
         )
 
     async def take_notice(self, guild_id: int, user_id: int) -> str | None:
-        row = await self.fetchone(
-            "UPDATE members SET notice = NULL WHERE guild_id = ? AND user_id = ? AND notice IS NOT NULL "
-            "RETURNING (SELECT notice FROM members WHERE guild_id = ? AND user_id = ?)",
-            (guild_id, user_id, guild_id, user_id),
-        )
+        async with self.transaction() as db:
+            async with db.execute(
+                "SELECT notice FROM members WHERE guild_id = ? AND user_id = ? AND notice IS NOT NULL",
+                (guild_id, user_id),
+            ) as cur:
+                row = await cur.fetchone()
+            if row:
+                await db.execute("UPDATE members SET notice = NULL WHERE guild_id = ? AND user_id = ?",
+                                 (guild_id, user_id))
         return row[0] if row else None
 
     # ------------------------------------------------------------ projects

@@ -56,6 +56,8 @@ class Harness:
         bot = BounceBot(self.settings(**overrides), clock=self.clock, rng=random.Random(self.starts),
                         run_scheduler=False, guild_ready_timeout=0.05)
         self.task = await run_client(self.fake, bot)
+        if bot.catch_up_task is not None:
+            await bot.catch_up_task  # what fell due while the bot was down is handled before the test goes on
         rounds = bot.get_cog("Rounds")
         if rounds is not None:
             rounds.tally_delay = 0.05  # type: ignore[attr-defined]
@@ -116,3 +118,16 @@ async def harness(fake_discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[Ha
 async def running(harness: Harness) -> AsyncIterator[Harness]:
     await harness.start()
     yield harness
+
+
+async def eventually(predicate, timeout: float = 3.0):  # noqa: ANN001, ANN201, ASYNC109
+    """Wait until `predicate()` is truthy (for work the bot does after answering); returns its value."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if value or loop.time() > deadline:
+            return value
+        await asyncio.sleep(0.02)
