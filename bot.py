@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import signal
+import sqlite3
 import sys
 from datetime import timedelta
 from typing import Any
@@ -69,7 +70,8 @@ class BounceBot(commands.Bot):
         self.catch_up_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
-        self.storage = await Storage.open(self.settings.database_path)
+        if self.storage is None:
+            self.storage = await Storage.open(self.settings.database_path)
         for name in COGS:
             await self.load_extension(name)
         await self.sync_commands_if_changed()
@@ -147,6 +149,11 @@ def main() -> int:
 
 
 async def _run(bot: BounceBot, settings: Settings) -> int:
+    try:  # open and migrate the database before connecting, so a bad database stops us at once
+        bot.storage = await Storage.open(settings.database_path)
+    except (DatabaseTooNew, StorageError, OSError, sqlite3.DatabaseError) as exc:
+        print(f"bounce: database {settings.database_path}: {exc}", file=sys.stderr)
+        return 2
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
