@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time as _time
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -98,17 +99,31 @@ def round_view(round_id: int) -> discord.ui.View:
     return view
 
 
+MODAL_ID = re.compile(r"bounce:m:(?P<round>\d+):(?P<code>[fus]):\d+")
+
+
+def submitted_values(data: dict) -> dict[str, str]:
+    """Text input values of a modal submit, by custom_id (action rows or label components)."""
+    values: dict[str, str] = {}
+    for row in data.get("components", []):
+        for comp in row.get("components") or [row.get("component") or {}]:
+            if "custom_id" in comp and isinstance(comp.get("value"), str):
+                values[comp["custom_id"]] = comp["value"]
+    return values
+
+
 class AnswerForm(discord.ui.Modal):
     """The short form behind each button: project and a note."""
 
-    def __init__(self, cog: Rounds, round_id: int, status: str, project: str | None) -> None:
+    def __init__(self, cog: Rounds, round_id: int, status: str, project: str | None, user_id: int) -> None:
+        # The custom_id names the member too: two members' open forms must never share one.
         super().__init__(title=cut(f"{STATUS_LABELS[status]}: how did it go?", MODAL_TITLE_MAX),
-                         custom_id=f"bounce:m:{round_id}:{CODE_OF[status]}", timeout=900)
+                         custom_id=f"bounce:m:{round_id}:{CODE_OF[status]}:{user_id}", timeout=900)
         self.cog, self.round_id, self.status = cog, round_id, status
         self.project = discord.ui.TextInput(label="Project (optional)", required=False, max_length=PROJECT_NAME_MAX,
-                                            default=project, placeholder="e.g. Night Drive EP")
+                                            default=project, placeholder="e.g. Night Drive EP", custom_id="project")
         self.note = discord.ui.TextInput(
-            label="What got in the way / next step (optional)", style=discord.TextStyle.paragraph,
+            label="What got in the way / next step (optional)", style=discord.TextStyle.paragraph, custom_id="note",
             required=False, max_length=NOTE_MAX, placeholder="One honest line is plenty.",
         )
         self.add_item(self.project)
@@ -256,7 +271,21 @@ class Rounds(commands.Cog):
             raise Conflict("That check-in has closed: a newer one is open now. Answer today's round instead; "
                            "nothing was logged for the old one.")
         project = await self.storage.latest_active_project(round_.guild_id, interaction.user.id)
-        await interaction.response.send_modal(AnswerForm(self, round_id, status, project.name if project else None))
+        await interaction.response.send_modal(AnswerForm(self, round_id, status, project.name if project else None,
+                                                         interaction.user.id))
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A form opened before a restart has no live Modal object any more: answer its submit here."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        custom_id = (interaction.data or {}).get("custom_id", "")
+        match = MODAL_ID.fullmatch(custom_id)
+        if match is None or custom_id in self.bot._connection._view_store._modals:  # live: discord.py handles it
+            return
+        values = submitted_values(interaction.data or {})
+        await guarded(self.record)(interaction, int(match["round"]), CODES[match["code"]], values.get("project"),
+                                   values.get("note"), "button")
 
     async def record(self, interaction: discord.Interaction, round_id: int, status: str, project: str | None,
                      note: str | None, via: str) -> None:

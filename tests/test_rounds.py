@@ -394,3 +394,34 @@ async def test_project_list_paginates_and_pages_after_restart(running: Harness) 
     click = await running.fake.click(handle.original, next_id, alice)
     await click.response()
     assert "page 2/3" in click.response_data["embeds"][0]["footer"]["text"]
+
+
+async def test_form_opened_before_a_restart_still_submits(running: Harness) -> None:
+    message = await posted_round(running)
+    click = await running.fake.click(message, buttons(message)["Finished"], running.studio.alice)
+    await click.response()
+    modal = click.modal
+    await running.restart()
+    fields = {c["custom_id"]: ("Night Drive EP" if c["custom_id"] == "project" else "printed the stems")
+              for row in modal["components"] for c in (row.get("components") or [row.get("component")])}
+    handle = await running.fake.submit_modal(modal["custom_id"], fields, running.studio.alice)
+    text = await handle.wait_text()
+    assert "Finished" in text and handle.ephemeral
+    checkin = await running.bot.storage.get_checkin(running.studio.guild, running.studio.alice, "2026-03-02")
+    assert checkin.note == "printed the stems"
+
+
+async def test_two_members_with_forms_open_at_once(running: Harness) -> None:
+    message = await posted_round(running)
+    opened = []
+    for user in (running.studio.alice, running.studio.bob):
+        click = await running.fake.click(message, buttons(message)["Finished"], user)
+        await click.response()
+        opened.append((user, click.modal))
+    for user, modal in opened:
+        fields = {c["custom_id"]: "" for row in modal["components"]
+                  for c in (row.get("components") or [row.get("component")])}
+        handle = await running.fake.submit_modal(modal["custom_id"], fields, user)
+        assert "Finished" in await handle.wait_text()
+    assert await running.bot.storage.tally(int(message["components"][0]["components"][0]["custom_id"]
+                                               .split(":")[2])) == {"finished": 2, "unfinished": 0, "skipped": 0}
