@@ -78,3 +78,18 @@ async def test_checkin_upsert_gives_one_point_per_date(tmp_path: Path) -> None:
         assert await store.points_total(9, 2, ["checkin"]) == 0  # another server sees nothing
     finally:
         await store.close()
+
+
+def test_broken_prompt_file_stops_the_bot_at_start(tmp_path: Path) -> None:
+    import shutil
+
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    replies = prompts / "replies.toml"
+    replies.write_text(replies.read_text(encoding="utf-8").replace("{streak}", "{mood}", 1), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))}
+    env.update(DISCORD_TOKEN="x", PROMPTS_DIR=str(prompts), DATABASE_URL=f"sqlite:///{tmp_path / 'b.sqlite3'}")
+    result = subprocess.run([sys.executable, str(ROOT / "bot.py")], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "replies.toml" in result.stderr and "{mood}" in result.stderr and "Traceback" not in result.stderr
