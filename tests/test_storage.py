@@ -43,13 +43,16 @@ async def test_database_newer_than_code_refuses(tmp_path: Path) -> None:
         await Storage.open(db)
 
 
+OFFLINE = {"DISCORD_API_BASE": "http://127.0.0.1:9/api/v10", "DISCORD_GATEWAY_URL": "ws://127.0.0.1:9/"}
+
+
 def test_bot_refuses_a_newer_database_with_one_line(tmp_path: Path) -> None:
     db = tmp_path / "future.sqlite3"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                      "applied_at TEXT NOT NULL DEFAULT 'x')")
         conn.execute("INSERT INTO schema_migrations (version, name) VALUES (999, '999_future.sql')")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))} | OFFLINE
     env.update(DISCORD_TOKEN="not-a-real-token", DATABASE_URL=f"sqlite:///{db}")
     result = subprocess.run([sys.executable, str(ROOT / "bot.py")], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=60)
@@ -58,7 +61,7 @@ def test_bot_refuses_a_newer_database_with_one_line(tmp_path: Path) -> None:
 
 
 def test_malformed_setting_exits_2_naming_it(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))} | OFFLINE
     env.update(DISCORD_TOKEN="x", LOG_LEVEL="loud")
     result = subprocess.run([sys.executable, str(ROOT / "bot.py")], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=60)
@@ -86,10 +89,13 @@ def test_broken_prompt_file_stops_the_bot_at_start(tmp_path: Path) -> None:
     prompts = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", prompts)
     replies = prompts / "replies.toml"
-    replies.write_text(replies.read_text(encoding="utf-8").replace("{streak}", "{mood}", 1), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))}
+    text = replies.read_text(encoding="utf-8")
+    start = text.index("[valley]")
+    first_line = text.index('"', text.index("lines", start))
+    replies.write_text(text[:first_line + 1] + "{mood} " + text[first_line + 1:], encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))} | OFFLINE
     env.update(DISCORD_TOKEN="x", PROMPTS_DIR=str(prompts), DATABASE_URL=f"sqlite:///{tmp_path / 'b.sqlite3'}")
     result = subprocess.run([sys.executable, str(ROOT / "bot.py")], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2
-    assert "replies.toml" in result.stderr and "{mood}" in result.stderr and "Traceback" not in result.stderr
+    assert "replies.toml [valley]" in result.stderr and "{mood}" in result.stderr and "Traceback" not in result.stderr
