@@ -569,7 +569,471 @@ class Storage:
         return [(r[0], r[1]) for r in rows]
 
     # ============================================================ lessons (section: lessons feature)
+    # Row classes live in this section (Storage.LessonSchedule, Storage.LessonPost, Storage.Reflection).
+
+    @dataclass(frozen=True, slots=True)
+    class LessonSchedule:
+        guild_id: int
+        channel_id: int
+        weekday: int            # Monday = 0
+        time_local: str
+        timezone: str
+        next_due: int | None
+        last_error: str | None
+        last_error_at: int | None
+        error_told: bool
+
+    @dataclass(frozen=True, slots=True)
+    class LessonPost:
+        id: int
+        guild_id: int
+        local_date: str
+        lesson_id: str
+        scheduled_at: int
+        channel_id: int
+        message_id: int | None
+        state: str
+        late: bool
+        error: str | None
+        posted_at: int | None
+
+    @dataclass(frozen=True, slots=True)
+    class Reflection:
+        guild_id: int
+        user_id: int
+        lesson_id: str
+        body: str
+        created_at: int
+        updated_at: int
+
+    _LESSON_SCHEDULE_COLS = ("guild_id, channel_id, weekday, time_local, timezone, next_due, last_error, "
+                             "last_error_at, error_told")
+    _LESSON_POST_COLS = ("id, guild_id, local_date, lesson_id, scheduled_at, channel_id, message_id, state, late, "
+                         "error, posted_at")
+    _REFLECTION_COLS = "guild_id, user_id, lesson_id, body, created_at, updated_at"
+
+    async def get_lesson_schedule(self, guild_id: int) -> LessonSchedule | None:
+        row = await self.fetchone(
+            f"SELECT {self._LESSON_SCHEDULE_COLS} FROM lesson_settings WHERE guild_id = ?", (guild_id,)
+        )
+        return _row(self.LessonSchedule, row)
+
+    async def set_lesson_schedule(self, *, guild_id: int, channel_id: int, weekday: int, time_local: str,
+                                  timezone: str, next_due: int, now: datetime) -> bool:
+        """Create or change a server's lesson schedule (one statement). True when it was new."""
+        ts = to_unix(now)
+        async with self.transaction() as db:
+            async with db.execute("SELECT 1 FROM lesson_settings WHERE guild_id = ?", (guild_id,)) as cur:
+                existed = await cur.fetchone() is not None
+            await db.execute(
+                """INSERT INTO lesson_settings (guild_id, channel_id, weekday, time_local, timezone, next_due,
+                       created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (guild_id) DO UPDATE SET channel_id = excluded.channel_id,
+                       weekday = excluded.weekday, time_local = excluded.time_local, timezone = excluded.timezone,
+                       next_due = excluded.next_due, last_error = NULL, last_error_at = NULL, error_told = 0,
+                       updated_at = excluded.updated_at""",
+                (guild_id, channel_id, weekday, time_local, timezone, next_due, ts, ts),
+            )
+        return not existed
+
+    async def due_lesson_schedules(self, until: int, limit: int) -> list[LessonSchedule]:
+        """Lesson schedules due by `until`, oldest first; servers that paused or removed the bot wait."""
+        cols = ", ".join("l." + c.strip() for c in self._LESSON_SCHEDULE_COLS.split(","))
+        rows = await self.fetchall(
+            f"""SELECT {cols} FROM lesson_settings l LEFT JOIN guild_settings g ON g.guild_id = l.guild_id
+                WHERE l.next_due IS NOT NULL AND l.next_due <= ?
+                AND COALESCE(g.paused, 0) = 0 AND g.removed_at IS NULL
+                ORDER BY l.next_due LIMIT ?""",
+            (until, limit),
+        )
+        return [self.LessonSchedule(*r) for r in rows]
+
+    async def advance_lesson_schedule(self, guild_id: int, expected_due: int, next_due: int) -> bool:
+        """Compare-and-set the next lesson post: only one process wins a due schedule."""
+        return await self.execute(
+            "UPDATE lesson_settings SET next_due = ? WHERE guild_id = ? AND next_due = ?",
+            (next_due, guild_id, expected_due),
+        ) == 1
+
+    async def claim_lesson_post(
+        self, *, guild_id: int, local_date: str, lesson_id: str, scheduled_at: int, channel_id: int, late: bool,
+        now: datetime, advance: tuple[int, int] | None = None,
+    ) -> LessonPost | None:
+        """Insert the post's unique (guild, local date) row; None when it exists already.
+
+        With `advance=(expected_due, next_due)` the schedule's compare-and-set runs in the same transaction
+        first, and nothing is claimed when another process already advanced it.
+        """
+        async with self.transaction() as db:
+            if advance is not None:
+                async with db.execute(
+                    "UPDATE lesson_settings SET next_due = ? WHERE guild_id = ? AND next_due = ?",
+                    (advance[1], guild_id, advance[0]),
+                ) as cur:
+                    if cur.rowcount != 1:
+                        return None
+            async with db.execute(
+                f"""INSERT INTO lesson_posts (guild_id, local_date, lesson_id, scheduled_at, channel_id, late,
+                        created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (guild_id, local_date) DO NOTHING
+                    RETURNING {self._LESSON_POST_COLS}""",
+                (guild_id, local_date, lesson_id, scheduled_at, channel_id, int(late), to_unix(now)),
+            ) as cur:
+                row = await cur.fetchone()
+        return _row(self.LessonPost, row)
+
+    async def mark_lesson_posted(self, post_id: int, message_id: int, now: datetime) -> None:
+        """The post reached the channel: record it and clear the server's lesson error."""
+        async with self.transaction() as db:
+            async with db.execute(
+                "UPDATE lesson_posts SET state = 'posted', message_id = ?, posted_at = ?, error = NULL "
+                "WHERE id = ? RETURNING guild_id",
+                (message_id, to_unix(now), post_id),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                await db.execute(
+                    "UPDATE lesson_settings SET last_error = NULL, last_error_at = NULL, error_told = 0 "
+                    "WHERE guild_id = ? AND last_error IS NOT NULL",
+                    (row[0],),
+                )
+
+    async def mark_lesson_failed(self, post_id: int, error: str, now: datetime) -> None:
+        """The post could not be made: record why, on the post and for the server's admins (told once)."""
+        async with self.transaction() as db:
+            async with db.execute(
+                "UPDATE lesson_posts SET state = 'failed', error = ? WHERE id = ? RETURNING guild_id",
+                (error, post_id),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                await db.execute(
+                    "UPDATE lesson_settings SET last_error = ?, last_error_at = ?, error_told = 0 WHERE guild_id = ?",
+                    (error, to_unix(now), row[0]),
+                )
+
+    async def take_lesson_error(self, guild_id: int) -> tuple[str, int] | None:
+        """The last lesson posting error not yet told to an admin, with the lesson channel; marks it told."""
+        row = await self.fetchone(
+            "UPDATE lesson_settings SET error_told = 1 WHERE guild_id = ? AND last_error IS NOT NULL "
+            "AND error_told = 0 RETURNING last_error, channel_id",
+            (guild_id,),
+        )
+        return (row[0], row[1]) if row else None
+
+    async def get_lesson_post(self, post_id: int) -> LessonPost | None:
+        row = await self.fetchone(f"SELECT {self._LESSON_POST_COLS} FROM lesson_posts WHERE id = ?", (post_id,))
+        return _row(self.LessonPost, row)
+
+    async def latest_lesson_post(self, guild_id: int) -> LessonPost | None:
+        """The newest lesson post that reached the server's channel."""
+        row = await self.fetchone(
+            f"SELECT {self._LESSON_POST_COLS} FROM lesson_posts WHERE guild_id = ? AND state = 'posted' "
+            "ORDER BY local_date DESC, id DESC LIMIT 1",
+            (guild_id,),
+        )
+        return _row(self.LessonPost, row)
+
+    async def lesson_posts_of(self, guild_id: int) -> list[LessonPost]:
+        rows = await self.fetchall(
+            f"SELECT {self._LESSON_POST_COLS} FROM lesson_posts WHERE guild_id = ? ORDER BY local_date, id",
+            (guild_id,),
+        )
+        return [self.LessonPost(*r) for r in rows]
+
+    async def unfinished_lesson_claims(self, since: int) -> list[LessonPost]:
+        """Lesson posts claimed but never confirmed posted (the process stopped mid-post), newer than `since`."""
+        rows = await self.fetchall(
+            f"SELECT {self._LESSON_POST_COLS} FROM lesson_posts WHERE state = 'claimed' AND scheduled_at >= ? "
+            "ORDER BY scheduled_at, id",
+            (since,),
+        )
+        return [self.LessonPost(*r) for r in rows]
+
+    async def get_reflection(self, guild_id: int, user_id: int, lesson_id: str) -> Reflection | None:
+        row = await self.fetchone(
+            f"SELECT {self._REFLECTION_COLS} FROM reflections WHERE guild_id = ? AND user_id = ? AND lesson_id = ?",
+            (guild_id, user_id, lesson_id),
+        )
+        return _row(self.Reflection, row)
+
+    async def save_reflection(self, guild_id: int, user_id: int, lesson_id: str, body: str, now: datetime) -> bool:
+        """Write the member's reflection on a lesson (writing again edits it). True when it is new."""
+        ts = to_unix(now)
+        async with self.transaction() as db:
+            async with db.execute(
+                "UPDATE reflections SET body = ?, updated_at = ? WHERE guild_id = ? AND user_id = ? AND lesson_id = ?",
+                (body, ts, guild_id, user_id, lesson_id),
+            ) as cur:
+                if cur.rowcount == 1:
+                    return False
+            await db.execute(
+                "INSERT INTO reflections (guild_id, user_id, lesson_id, body, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (guild_id, user_id, lesson_id, body, ts, ts),
+            )
+        return True
+
+    async def reflected_lesson_ids(self, guild_id: int, user_id: int) -> set[str]:
+        rows = await self.fetchall(
+            "SELECT lesson_id FROM reflections WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        return {r[0] for r in rows}
+
+    async def depth_points(self, guild_id: int, user_id: int) -> int:
+        """A member's depth points in a server: the sum of their 'reflection' entries in the ledger."""
+        row = await self.fetchone(
+            "SELECT COALESCE(SUM(amount), 0) FROM points WHERE guild_id = ? AND user_id = ? AND kind = 'reflection'",
+            (guild_id, user_id),
+        )
+        return row[0]
 
     # ============================================================ DM check-ins (section: DM feature)
+    # Row classes live in this section (Storage.DMSchedule, Storage.DMRound, Storage.DMClaim) so the whole
+    # feature stays inside it; coach/dm.py re-exports them.
+
+    @dataclass(frozen=True, slots=True)
+    class DMSchedule:
+        guild_id: int
+        user_id: int
+        enabled: bool
+        time_local: str
+        timezone: str
+        days: int
+        next_due: int | None
+        off_reason: str | None
+        off_at: int | None
+
+    @dataclass(frozen=True, slots=True)
+    class DMRound:
+        id: int
+        guild_id: int
+        user_id: int
+        local_date: str
+        scheduled_at: int
+        closes_at: int
+        state: str
+        late: bool
+        channel_id: int | None
+        message_id: int | None
+        error: str | None
+        sent_at: int | None
+
+    @dataclass(frozen=True, slots=True)
+    class DMClaim:
+        """A due DM schedule, decided: advance it from expected_due to next_due, and send or skip."""
+        guild_id: int
+        user_id: int
+        expected_due: int
+        next_due: int
+        send: bool
+        local_date: str
+        scheduled_at: int
+        closes_at: int
+        late: bool
+
+    _DM_SCHEDULE_COLS = ("guild_id, user_id, enabled, time_local, timezone, days, next_due, off_reason, off_at")
+    _DM_ROUND_COLS = ("id, guild_id, user_id, local_date, scheduled_at, closes_at, state, late, channel_id, "
+                      "message_id, error, sent_at")
+
+    async def get_dm_schedule(self, guild_id: int, user_id: int) -> DMSchedule | None:
+        row = await self.fetchone(f"SELECT {self._DM_SCHEDULE_COLS} FROM dm_schedules WHERE guild_id = ? AND user_id = ?",
+                                  (guild_id, user_id))
+        return _row(self.DMSchedule, row)
+
+    async def dm_schedules_of(self, user_id: int) -> list[DMSchedule]:
+        rows = await self.fetchall(f"SELECT {self._DM_SCHEDULE_COLS} FROM dm_schedules WHERE user_id = ?", (user_id,))
+        return [self.DMSchedule(*r) for r in rows]
+
+    async def set_dm_schedule(self, *, guild_id: int, user_id: int, time_local: str, timezone: str, days: int,
+                              next_due: int, now: datetime) -> None:
+        """Switch DMs on (or change the time): one statement, so nothing is half-written."""
+        ts = to_unix(now)
+        await self.execute(
+            """INSERT INTO dm_schedules (guild_id, user_id, enabled, time_local, timezone, days, next_due,
+                   created_at, updated_at)
+               VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (guild_id, user_id) DO UPDATE SET enabled = 1, time_local = excluded.time_local,
+                   timezone = excluded.timezone, days = excluded.days, next_due = excluded.next_due,
+                   off_reason = NULL, off_at = NULL, updated_at = excluded.updated_at""",
+            (guild_id, user_id, time_local, timezone, days, next_due, ts, ts),
+        )
+
+    async def dm_off(self, guild_id: int, user_id: int, reason: str, now: datetime) -> bool:
+        """Switch one server's DMs off; True when they were on."""
+        return await self.execute(
+            "UPDATE dm_schedules SET enabled = 0, next_due = NULL, off_reason = ?, off_at = ?, updated_at = ? "
+            "WHERE guild_id = ? AND user_id = ? AND enabled = 1",
+            (reason, to_unix(now), to_unix(now), guild_id, user_id),
+        ) == 1
+
+    async def dm_off_everywhere(self, user_id: int, reason: str, now: datetime) -> list[int]:
+        """Switch a member's DMs off in every server (their DMs are closed); the servers switched off."""
+        rows = await self.fetchall(
+            "UPDATE dm_schedules SET enabled = 0, next_due = NULL, off_reason = ?, off_at = ?, updated_at = ? "
+            "WHERE user_id = ? AND enabled = 1 RETURNING guild_id",
+            (reason, to_unix(now), to_unix(now), user_id),
+        )
+        return sorted(r[0] for r in rows)
+
+    async def due_dm_schedules(self, until: int, limit: int) -> list[DMSchedule]:
+        rows = await self.fetchall(
+            f"SELECT {self._DM_SCHEDULE_COLS} FROM dm_schedules WHERE next_due IS NOT NULL AND next_due <= ? "
+            "ORDER BY next_due LIMIT ?",
+            (until, limit),
+        )
+        return [self.DMSchedule(*r) for r in rows]
+
+    async def claim_dm_round(self, claim: Storage.DMClaim, now: datetime) -> Storage.DMRound | None:
+        """Take one due DM schedule: insert the DM round's unique row, then compare-and-set the next due.
+
+        No multi-statement transaction (the connection is shared): the row is inserted only while the
+        schedule still sits at `expected_due` and nobody else inserted it (UNIQUE); whoever inserted it sends
+        it. Then the schedule advances (CAS). A crash between the two leaves a claimed row that is taken over
+        later, and a schedule that advances on the next run without a second row. No row when the member
+        already answered that server for that date, or for `send=False` (missed beyond the grace window).
+        """
+        row = None
+        if claim.send:
+            ts = to_unix(now)
+            row = await self.fetchone(
+                f"""INSERT INTO dm_rounds (guild_id, user_id, local_date, scheduled_at, closes_at, late, created_at,
+                        claimed_at)
+                    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 FROM dm_schedules s
+                    WHERE s.guild_id = ?1 AND s.user_id = ?2 AND s.next_due = ?8
+                    AND NOT EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = ?2
+                                    AND c.local_date = ?3)
+                    ON CONFLICT (guild_id, user_id, local_date) DO NOTHING
+                    RETURNING {self._DM_ROUND_COLS}""",
+                (claim.guild_id, claim.user_id, claim.local_date, claim.scheduled_at, claim.closes_at,
+                 int(claim.late), ts, claim.expected_due),
+            )
+        await self.execute(
+            "UPDATE dm_schedules SET next_due = ? WHERE guild_id = ? AND user_id = ? AND next_due = ?",
+            (claim.next_due, claim.guild_id, claim.user_id, claim.expected_due),
+        )
+        return _row(self.DMRound, row)
+
+    async def take_stale_dm_claims(self, *, stale_before: int, since: int, now: datetime,
+                                   limit: int) -> list[Storage.DMRound]:
+        """Claimed DM rounds nobody confirmed sent for a while (a process stopped mid-send), scheduled within
+        the grace window: taken over atomically (compare-and-set on claimed_at), oldest due first."""
+        rows = await self.fetchall(
+            f"""UPDATE dm_rounds SET claimed_at = ?1
+                WHERE id IN (SELECT id FROM dm_rounds WHERE state = 'claimed' AND claimed_at < ?2
+                             AND scheduled_at >= ?3 ORDER BY scheduled_at, id LIMIT ?4)
+                AND state = 'claimed' AND claimed_at < ?2
+                RETURNING {self._DM_ROUND_COLS}""",
+            (to_unix(now), stale_before, since, limit),
+        )
+        return sorted((self.DMRound(*r) for r in rows), key=lambda r: (r.scheduled_at, r.id))
+
+    async def expire_dm_claims(self, *, stale_before: int, since: int) -> int:
+        """Stale claimed DM rounds scheduled before the grace window: never sent, marked missed."""
+        return await self.execute(
+            "UPDATE dm_rounds SET state = 'failed', error = 'missed' WHERE state = 'claimed' "
+            "AND claimed_at < ? AND scheduled_at < ?",
+            (stale_before, since),
+        )
+
+    async def get_dm_round(self, dm_round_id: int) -> DMRound | None:
+        return _row(self.DMRound, await self.fetchone(f"SELECT {self._DM_ROUND_COLS} FROM dm_rounds WHERE id = ?",
+                                                 (dm_round_id,)))
+
+    async def dm_round_on(self, guild_id: int, user_id: int, local_date: str) -> DMRound | None:
+        row = await self.fetchone(
+            f"SELECT {self._DM_ROUND_COLS} FROM dm_rounds WHERE guild_id = ? AND user_id = ? AND local_date = ?",
+            (guild_id, user_id, local_date),
+        )
+        return _row(self.DMRound, row)
+
+    async def dm_precheck(self, dm_round: DMRound) -> str | None:
+        """Just before sending: why this DM should not go out now (None: send it)."""
+        row = await self.fetchone(
+            """SELECT (SELECT enabled FROM dm_schedules WHERE guild_id = ?1 AND user_id = ?2),
+                      (SELECT paused FROM guild_settings WHERE guild_id = ?1),
+                      EXISTS (SELECT 1 FROM checkins WHERE guild_id = ?1 AND user_id = ?2 AND local_date = ?3),
+                      (SELECT state FROM dm_rounds WHERE id = ?4)""",
+            (dm_round.guild_id, dm_round.user_id, dm_round.local_date, dm_round.id),
+        )
+        enabled, paused, answered, state = row
+        if state != "claimed":
+            return "already_handled"
+        if answered:
+            return "answered"
+        if not enabled:
+            return "dms_off"
+        if paused is None:
+            return "no_checkin"
+        if paused:
+            return "server_paused"
+        return None
+
+    async def mark_dm_sent(self, dm_round_id: int, channel_id: int, message_id: int, now: datetime) -> None:
+        await self.execute(
+            "UPDATE dm_rounds SET state = 'sent', channel_id = ?, message_id = ?, sent_at = ?, error = NULL "
+            "WHERE id = ?",
+            (channel_id, message_id, to_unix(now), dm_round_id),
+        )
+
+    async def mark_dm_unsent(self, dm_round_id: int, state: str, error: str | None) -> None:
+        """A claimed DM round that did not go out: 'answered', 'cancelled' or 'failed', with why."""
+        await self.execute("UPDATE dm_rounds SET state = ?, error = ? WHERE id = ? AND state = 'claimed'",
+                           (state, error, dm_round_id))
+
+    async def open_dm_rounds(self, user_id: int, now: int) -> list[tuple[DMRound, bool]]:
+        """The member's DM rounds still open for answers (newest per server), each with `answered`."""
+        rows = await self.fetchall(
+            f"""SELECT {', '.join('d.' + c.strip() for c in self._DM_ROUND_COLS.split(','))},
+                       EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = d.guild_id AND c.user_id = d.user_id
+                               AND c.local_date = d.local_date)
+                FROM dm_rounds d WHERE d.user_id = ? AND d.state = 'sent' AND d.closes_at > ?
+                AND d.local_date = (SELECT MAX(local_date) FROM dm_rounds e WHERE e.user_id = d.user_id
+                                    AND e.guild_id = d.guild_id AND e.state = 'sent')
+                ORDER BY d.scheduled_at DESC, d.id DESC""",
+            (user_id, now),
+        )
+        return [(self.DMRound(*r[:-1]), bool(r[-1])) for r in rows]
+
+    async def dm_round_dates(self, guild_id: int, user_id: int) -> list[str]:
+        """Dates a DM round reached the member: scheduled days for their streak in this server."""
+        rows = await self.fetchall(
+            "SELECT local_date FROM dm_rounds WHERE guild_id = ? AND user_id = ? AND state = 'sent' "
+            "ORDER BY local_date",
+            (guild_id, user_id),
+        )
+        return [r[0] for r in rows]
+
+    async def get_dm_channel(self, user_id: int) -> int | None:
+        row = await self.fetchone("SELECT channel_id FROM dm_channels WHERE user_id = ?", (user_id,))
+        return row[0] if row else None
+
+    async def set_dm_channel(self, user_id: int, channel_id: int, now: datetime) -> None:
+        await self.execute(
+            "INSERT INTO dm_channels (user_id, channel_id, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET channel_id = excluded.channel_id",
+            (user_id, channel_id, to_unix(now)),
+        )
+
+    async def forget_dm_channel(self, user_id: int) -> None:
+        await self.execute("DELETE FROM dm_channels WHERE user_id = ?", (user_id,))
+
+    async def set_dm_pending(self, user_id: int, note: str | None, now: datetime) -> None:
+        await self.execute(
+            "INSERT INTO dm_pending (user_id, note, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET note = excluded.note, created_at = excluded.created_at",
+            (user_id, note, to_unix(now)),
+        )
+
+    async def get_dm_pending(self, user_id: int, since: int) -> str | None:
+        row = await self.fetchone("SELECT note FROM dm_pending WHERE user_id = ? AND created_at >= ?",
+                                  (user_id, since))
+        return row[0] if row else None
+
+    async def clear_dm_pending(self, user_id: int) -> None:
+        await self.execute("DELETE FROM dm_pending WHERE user_id = ?", (user_id,))
+
 
     # ============================================================ leaderboard, stats, seasons, export (section: board)

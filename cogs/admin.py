@@ -14,6 +14,7 @@ from coach.clock import from_unix, to_unix
 from coach.errors import BadInput, NotFound
 from coach.rounds import next_due_for
 from coach.schedule import (
+    WEEKDAY_LONG,
     format_days,
     format_time,
     next_occurrence,
@@ -214,6 +215,20 @@ class Admin(commands.Cog):
         rounds = self.bot.get_cog("Rounds")
         outcome = await rounds.post_today(guild)  # type: ignore[union-attr]
         await self.admin_reply(interaction, outcome)
+
+    # ------------------------------------------------------------------ lessons (delegates to cogs/lessons.py)
+
+    @coach.command(name="lessons", description="Where and when the weekly lessons are posted.")
+    @app_commands.describe(channel="Where lessons are posted", weekday="Which day (default: Monday)",
+                           time="Local time in 24-hour HH:MM (default: 10:00)")
+    @app_commands.choices(weekday=[app_commands.Choice(name=d, value=i) for i, d in enumerate(WEEKDAY_LONG)])
+    async def lessons(self, interaction: discord.Interaction, channel: discord.TextChannel,
+                      weekday: app_commands.Choice[int] | None = None,
+                      time: app_commands.Range[str, 1, 20] | None = None) -> None:
+        cog = self.bot.get_cog("Lessons")
+        if cog is None:
+            raise NotFound("Lessons aren't switched on for this bot right now.")
+        await cog.configure(interaction, channel, weekday.value if weekday else None, time)  # type: ignore[attr-defined]
 
 
 async def setup(bot: BounceBot) -> None:
