@@ -1,0 +1,211 @@
+"""DM check-ins: when a member's own DM is due, which DM round a reply is for, and recording the answer.
+
+A member switches DMs on per server with their own wall-clock time, IANA zone and weekdays. Like the
+channel round, the wall-clock time holds across daylight-saving changes. A DM round is one row per
+(server, member, member-local date); an answer to it is the member's check-in for that server and date,
+exactly as a channel answer is (one per member per local date per server, +1 point only when new).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from coach import checkins
+from coach.checkins import (
+    STATUS_LABELS,
+    AnswerOutcome,
+    check_status,
+    choose_situation,
+    clean_note,
+    member_streak,
+)
+from coach.clock import from_unix, to_unix
+from coach.errors import BadInput, Conflict, NotAllowed, NotFound
+from coach.prompts import Prompts
+from coach.schedule import format_days, next_occurrence, parse_days, parse_time, parse_timezone
+from coach.storage import Storage
+from coach.streaks import nonfinished_run
+from coach.textparse import ParsedReply
+
+DMSchedule = Storage.DMSchedule
+DMRound = Storage.DMRound
+DMClaim = Storage.DMClaim
+
+PENDING_SECONDS = 15 * 60      # how long the note of an unclear reply waits for the member's button
+MAX_PICK_SERVERS = 5           # "which server?" with unclear status: one row of three buttons per server
+MAX_PICK_BUTTONS = 25          # "which server?" with a clear status: one button per server
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class DMSetting:
+    time_local: str
+    timezone: str
+    days: int
+    next_due: datetime
+
+
+def parse_setting(time: str | None, timezone: str | None, days: str | None, now: datetime) -> DMSetting:
+    """Validate `/me dm switch:on` input all at once, before anything is written."""
+    missing = [name for name, value in (("time", time), ("timezone", timezone)) if not (value or "").strip()]
+    if missing:
+        raise BadInput(
+            f"To switch DM check-ins on I need your {' and '.join(f'`{m}`' for m in missing)}: e.g. "
+            "`/me dm switch:on time:20:00 timezone:Europe/Berlin` (days are optional, every day by default)."
+        )
+    at = parse_time(time or "")
+    tz = parse_timezone(timezone or "")
+    mask = parse_days(days)
+    due = next_occurrence(now, at, tz, mask).due_utc
+    return DMSetting(f"{at.hour:02d}:{at.minute:02d}", tz.key, mask, due)
+
+
+def describe_schedule(time_local: str, timezone: str, days: int) -> str:
+    return f"**{time_local}** ({timezone}), {format_days(days)}"
+
+
+def next_due_of(schedule: DMSchedule, after: datetime) -> datetime:
+    return next_occurrence(after, parse_time(schedule.time_local), ZoneInfo(schedule.timezone),
+                           schedule.days).due_utc
+
+
+# ---------------------------------------------------------------- scheduling
+
+
+def decide(schedule: DMSchedule, now: datetime, grace: timedelta) -> DMClaim:
+    """What to do with a DM schedule whose next_due has passed.
+
+    The DM round is for the member-local date of the scheduled instant. It stays open for answers until
+    the member's next scheduled DM after it. The schedule moves to the first occurrence after `now`
+    (anything else missed is not sent twice); a DM more than `grace` overdue is skipped.
+    """
+    assert schedule.next_due is not None
+    tz = ZoneInfo(schedule.timezone)
+    at = parse_time(schedule.time_local)
+    scheduled = from_unix(schedule.next_due)
+    local_date = scheduled.astimezone(tz).date()
+    following = next_occurrence(now, at, tz, schedule.days).due_utc
+    closes = next_occurrence(scheduled, at, tz, schedule.days).due_utc
+    overdue = now - scheduled
+    send = overdue <= grace
+    return DMClaim(
+        guild_id=schedule.guild_id, user_id=schedule.user_id, expected_due=schedule.next_due,
+        next_due=to_unix(following), send=send, local_date=local_date.isoformat(),
+        scheduled_at=schedule.next_due, closes_at=to_unix(closes), late=send and overdue > timedelta(minutes=2),
+    )
+
+
+def day_label(local_date: str) -> str:
+    day = date.fromisoformat(local_date)
+    return f"{day:%A} {day.day} {day:%B}"
+
+
+def round_text(prompt: str, server: str, local_date: str, late: bool) -> str:
+    """The DM itself: which server and day, the coach's question, how to answer."""
+    lines = [f"**{server}** · {day_label(local_date)}", prompt]
+    if late:
+        lines.append("_This comes a little late: I was offline when it was due._")
+    lines.append("-# Tap a button or just reply here. `/me dm switch:off` in the server stops these DMs.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- which round a reply is for
+
+
+@dataclass(frozen=True)
+class OpenRound:
+    round: DMRound
+    answered: bool
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a plain-text reply goes: one round, or a question about which one (`choices`)."""
+
+    round: DMRound | None
+    choices: tuple[DMRound, ...] = ()
+
+
+def pick_target(open_rounds: list[OpenRound]) -> Target:
+    """The open DM round a reply is for.
+
+    Unanswered rounds come first: exactly one is the answer; several are a question. When every open
+    round is already answered, a reply edits the only one, or asks which when there are several.
+    """
+    if not open_rounds:
+        return Target(None)
+    unanswered = [o.round for o in open_rounds if not o.answered]
+    pool = unanswered or [o.round for o in open_rounds]
+    if len(pool) == 1:
+        return Target(pool[0])
+    return Target(None, tuple(sorted(pool, key=lambda r: (-r.scheduled_at, r.id))))
+
+
+def confident_status(parsed: ParsedReply) -> str | None:
+    return parsed.status if parsed.status is not None and parsed.confident else None
+
+
+def check_open(dm_round: DMRound | None, user_id: int, now: datetime) -> DMRound:
+    """The DM round a button or reply names, if it is this member's and still open."""
+    if dm_round is None or dm_round.state not in ("sent",):
+        raise NotFound("I can't find that check-in any more. Your next DM check-in will have fresh buttons.")
+    if dm_round.user_id != user_id:
+        raise NotAllowed("That check-in belongs to someone else.")
+    if to_unix(now) >= dm_round.closes_at:
+        raise Conflict("That check-in has closed: a newer one is due by now. Nothing was logged for the old "
+                       "one; answer the latest DM instead.")
+    return dm_round
+
+
+# ---------------------------------------------------------------- answering
+
+
+async def answer(
+    storage: Storage, prompts: Prompts, rng: random.Random, *, dm_round: DMRound, member_name: str,
+    server_name: str, status: str, project_name: str | None, note: str | None, via: str, now: datetime,
+) -> AnswerOutcome:
+    """Record (or edit) the member's answer for the DM round's server and date, and choose the reply.
+
+    Counts exactly as a channel answer: the same checkins row (guild, member, local date), +1 point only
+    when the row is new; the streak counts the member's DM round dates as scheduled days too.
+    """
+    status = check_status(status)
+    note = clean_note(note)
+    if project_name and project_name.strip():
+        from coach import projects
+
+        projects.clean_name(project_name)  # validate before anything is written
+    guild_id, user_id, local_date = dm_round.guild_id, dm_round.user_id, dm_round.local_date
+    await storage.touch_member(guild_id, user_id, member_name, now)
+    dm_dates = tuple(await storage.dm_round_dates(guild_id, user_id))
+    before = await member_streak(storage, guild_id, user_id, open_date=local_date, extra_dates=dm_dates)
+    first_ever = await storage.count_checkins(guild_id, user_id) == 0
+    project, project_created = await checkins.resolve_project(storage, guild_id, user_id, project_name, now)
+    channel_round = await storage.round_on(guild_id, local_date)
+    checkin, created = await storage.upsert_checkin(
+        guild_id=guild_id, user_id=user_id, local_date=local_date,
+        round_id=channel_round.id if channel_round is not None and channel_round.state == "posted" else None,
+        status=status, project_id=project.id if project else None, note=note, via=via, now=now,
+    )
+    after = await member_streak(storage, guild_id, user_id, open_date=local_date, extra_dates=dm_dates)
+    recent = [c.status for c in reversed(await storage.member_checkins(guild_id, user_id))][:10]
+    situation = choose_situation(created=created, first_ever=first_ever, status=status, before=before.current,
+                                 after=after.current, nonfinished=nonfinished_run(recent))  # type: ignore[arg-type]
+    reply = prompts.reply(situation, rng, member=member_name, project=project.name if project else "",
+                          streak=after.current, server=server_name)
+    return AnswerOutcome(checkin, created, project, project_created, after, situation, reply)
+
+
+def logged_line(outcome: AnswerOutcome, server: str, local_date: str) -> str:
+    what = checkins.describe(outcome.checkin, outcome.project)
+    tail = " (+1 point)" if outcome.created else " Your earlier answer was updated; no extra points."
+    return f"Logged {what} for **{server}**, {day_label(local_date)}.{tail}"
+
+
+def status_label(status: str) -> str:
+    return STATUS_LABELS[status]

@@ -1,0 +1,510 @@
+"""DM check-ins: `/me dm` (via cogs/me.py), the paced DM round sender, its buttons, and plain-text replies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time as _time
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands
+
+from coach import dm
+from coach.checkins import STATUS_LABELS
+from coach.clock import from_unix, to_unix
+from coach.errors import BadInput, NotAllowed, NotFound
+from coach.rounds import nonce_for
+from coach.text import CONTENT_MAX, cut, cut_block, escape_markdown, safe_name, ts
+from coach.textparse import parse_reply
+from cogs.common import NO_PINGS, bot_of, guarded, member_name, reply
+from cogs.rounds import CODE_OF, CODES, EMOJI, STYLES, AnswerForm, submitted_values
+
+if TYPE_CHECKING:
+    from bot import BounceBot
+
+log = logging.getLogger("bounce.dm")
+
+BATCH = 32               # due schedules claimed per step: claims stay just ahead of the paced sender
+WORKERS = 8              # DMs in flight at once; each waits for its slot in the global budget
+STALE_CLAIM = 120        # seconds: a claimed, unsent DM round older than this is taken over (process died)
+THROTTLE_SECONDS = 3.0   # a member's DM messages are answered at most once per this many seconds
+MODAL_ID = re.compile(r"bounce:dm:(?P<round>\d+):(?P<code>[fus]):\d+")
+CLOSED_NOTICE = ("I couldn't DM you your check-in: Discord says your DMs are closed to me, so I switched DM "
+                 "check-ins off. Allow direct messages from this server's members, then `/me dm switch:on` "
+                 "turns them back on.")
+
+
+class DMAnswerButton(discord.ui.DynamicItem[discord.ui.Button], template=r"bounce:d:(?P<round>\d+):(?P<code>[fus])"):
+    """Finished / Unfinished / Skipped on a DM round: opens the same short form as the channel round."""
+
+    def __init__(self, dm_round_id: int, status: str, label: str | None = None) -> None:
+        super().__init__(discord.ui.Button(
+            label=label or STATUS_LABELS[status], style=STYLES[status], emoji=EMOJI[status],
+            custom_id=f"bounce:d:{dm_round_id}:{CODE_OF[status]}",
+        ))
+        self.dm_round_id = dm_round_id
+        self.status = status
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
+        return cls(int(match["round"]), CODES[match["code"]])
+
+    @guarded
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await cog_of(interaction).open_form(interaction, self.dm_round_id, self.status)
+
+
+class DMPickButton(discord.ui.DynamicItem[discord.ui.Button], template=r"bounce:dp:(?P<round>\d+):(?P<code>[fus])"):
+    """A reply's server, when the status was clear: logs it at once with the reply's note."""
+
+    def __init__(self, dm_round_id: int, status: str, label: str = "") -> None:
+        super().__init__(discord.ui.Button(
+            label=label or STATUS_LABELS[status], style=discord.ButtonStyle.primary, emoji=EMOJI[status],
+            custom_id=f"bounce:dp:{dm_round_id}:{CODE_OF[status]}",
+        ))
+        self.dm_round_id = dm_round_id
+        self.status = status
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
+        return cls(int(match["round"]), CODES[match["code"]])
+
+    @guarded
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await cog_of(interaction).pick(interaction, self.dm_round_id, self.status)
+
+
+class DMAnswerForm(AnswerForm):
+    """The channel round's form (project + note), answering a DM round; a pending reply's note prefilled."""
+
+    def __init__(self, cog: DMs, dm_round_id: int, status: str, project: str | None, note: str | None,
+                 user_id: int) -> None:
+        super().__init__(cog, dm_round_id, status, project, user_id)  # type: ignore[arg-type]  # cog.record
+        self.custom_id = f"bounce:dm:{dm_round_id}:{CODE_OF[status]}:{user_id}"
+        if note:
+            self.note.default = note[: self.note.max_length or len(note)]
+
+
+def cog_of(interaction: discord.Interaction) -> DMs:
+    return bot_of(interaction).get_cog("DMs")  # type: ignore[return-value]
+
+
+def frozen(view: discord.ui.View) -> discord.ui.View:
+    """Dynamic items answer the clicks; stopping the view keeps discord.py from storing one per DM."""
+    view.stop()
+    return view
+
+
+def round_view(dm_round_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for status in STATUS_LABELS:
+        view.add_item(DMAnswerButton(dm_round_id, status))
+    return frozen(view)
+
+
+class DMs(commands.Cog):
+    def __init__(self, bot: BounceBot) -> None:
+        self.bot = bot
+        self.throttle_seconds = THROTTLE_SECONDS
+        self._last_reply: dict[int, float] = {}
+        self._queue: asyncio.Queue[dm.DMRound] = asyncio.Queue(maxsize=BATCH)
+        self._pump: asyncio.Task[None] | None = None
+        self._again = False
+        self._workers: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.sent = 0
+
+    @property
+    def storage(self):  # noqa: ANN201
+        return self.bot.storage
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(DMAnswerButton, DMPickButton)
+        self._workers = [asyncio.create_task(self._worker(), name=f"bounce-dm-{i}") for i in range(WORKERS)]
+
+    async def cog_unload(self) -> None:
+        """Stop taking work; let DMs already being sent finish (so they are marked sent), briefly."""
+        tasks = ([self._pump] if self._pump else []) + self._workers
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=5)
+
+    # ------------------------------------------------------------------ scheduled sending
+
+    async def run_due(self) -> None:
+        """Hand what is due to the paced sender (a background pump); returns at once."""
+        self._again = True  # a pump already running looks once more, with the clock as it is now
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._pump_due(), name="bounce-dm-pump")
+
+    async def drain(self) -> None:
+        """Wait until everything due so far has been handled (tests, the benchmark, shutdown)."""
+        while self._pump is not None and not self._pump.done():
+            await asyncio.wait({self._pump})
+        await self._queue.join()
+
+    async def _pump_due(self) -> None:
+        """Claim due DM schedules a small batch at a time, oldest due first, just ahead of the sender."""
+        skipped = 0
+        try:
+            first = True
+            while True:
+                self._again = False
+                now = self.bot.clock.now()
+                since = to_unix(now - self.bot.grace)
+                stale_before = to_unix(now) - STALE_CLAIM
+                if first:
+                    expired = await self.storage.expire_dm_claims(stale_before=stale_before, since=since)
+                    if expired:
+                        log.warning("%d DM check-ins were claimed but never sent and are past the grace window; "
+                                    "skipped", expired)
+                    first = False
+                taken = await self.storage.take_stale_dm_claims(stale_before=stale_before, since=since, now=now,
+                                                                limit=BATCH)
+                for round_ in taken:
+                    log.info("DM round %s (guild %s, user %s) was never confirmed sent; sending it now",
+                             round_.id, round_.guild_id, round_.user_id)
+                    await self._queue.put(round_)
+                due = await self.storage.due_dm_schedules(to_unix(now), BATCH)
+                for schedule in due:
+                    try:
+                        claim = dm.decide(schedule, now, self.bot.grace)
+                    except Exception:
+                        log.exception("DM schedule of user %s in guild %s is broken; switched off",
+                                      schedule.user_id, schedule.guild_id)
+                        await self.storage.dm_off(schedule.guild_id, schedule.user_id, "broken_schedule", now)
+                        continue
+                    if not claim.send:
+                        skipped += 1
+                        log.info("DM check-in for user %s in guild %s on %s missed by more than the grace "
+                                 "window; skipped", claim.user_id, claim.guild_id, claim.local_date)
+                    round_ = await self.storage.claim_dm_round(claim, now)
+                    if round_ is not None:
+                        await self._queue.put(round_)
+                if len(due) < BATCH and len(taken) < BATCH and not self._again:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("claiming due DM check-ins failed")
+        finally:
+            if skipped:
+                log.warning("skipped %d DM check-ins missed by more than the grace window", skipped)
+
+    async def _worker(self) -> None:
+        while True:
+            round_ = await self._queue.get()
+            try:
+                task = asyncio.create_task(self._deliver_safely(round_))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+                await asyncio.shield(task)
+            finally:
+                self._queue.task_done()
+
+    async def _deliver_safely(self, round_: dm.DMRound) -> None:
+        try:
+            await self.deliver(round_)
+        except Exception:
+            log.exception("DM round %s failed", round_.id)
+            with contextlib.suppress(Exception):
+                await self.storage.mark_dm_unsent(round_.id, "failed", "internal_error")
+
+    async def deliver(self, round_: dm.DMRound) -> discord.Message | None:
+        """Send one DM round: one request when the DM channel is stored. Never retried on 403/404."""
+        why = await self.storage.dm_precheck(round_)
+        if why is not None:
+            if why != "already_handled":
+                await self.storage.mark_dm_unsent(round_.id, "answered" if why == "answered" else "cancelled", why)
+            return None
+        guild = self.bot.get_guild(round_.guild_id)
+        if guild is None:
+            log.warning("DM round %s: guild %s is not available; not sent", round_.id, round_.guild_id)
+            await self.storage.mark_dm_unsent(round_.id, "cancelled", "guild_unavailable")
+            return None
+        server = safe_name(guild.name, 60)
+        channel_id = await self.storage.get_dm_channel(round_.user_id)
+        try:
+            if channel_id is None:
+                channel_id = await self.open_dm_channel(round_.user_id)
+            channel = self.bot.get_partial_messageable(channel_id, type=discord.ChannelType.private)
+            prompt = self.bot.prompts.reply("dm_round", self.bot.rng, server=server)
+            content = cut_block(dm.round_text(prompt, server, round_.local_date, round_.late), CONTENT_MAX)
+            await self.bot.pacer.wait()
+            message = await channel.send(content=content, view=round_view(round_.id), allowed_mentions=NO_PINGS,
+                                         nonce=nonce_for("dm", round_.id))
+        except discord.Forbidden as exc:
+            if exc.code == 50007:
+                await self.dms_closed(round_)
+            else:
+                log.warning("DM round %s: forbidden (%s); not retried", round_.id, exc.code)
+                await self.storage.mark_dm_unsent(round_.id, "failed", f"forbidden:{exc.code}")
+            return None
+        except discord.NotFound as exc:
+            log.warning("DM round %s: DM channel not found (%s); forgetting it, not retried", round_.id, exc.code)
+            await self.storage.forget_dm_channel(round_.user_id)
+            await self.storage.mark_dm_unsent(round_.id, "failed", f"not_found:{exc.code}")
+            return None
+        except discord.HTTPException as exc:
+            log.warning("DM round %s: Discord error %s; not retried", round_.id, exc.status)
+            await self.storage.mark_dm_unsent(round_.id, "failed", f"discord_error:{exc.status}")
+            return None
+        await self.storage.mark_dm_sent(round_.id, channel_id, message.id, self.bot.clock.now())
+        self.sent += 1
+        return message
+
+    async def open_dm_channel(self, user_id: int) -> int:
+        """The DM channel with a member: created once (one request), then stored."""
+        await self.bot.pacer.wait()
+        channel = await self.bot.create_dm(discord.Object(user_id))
+        await self.storage.set_dm_channel(user_id, channel.id, self.bot.clock.now())
+        return channel.id
+
+    async def dms_closed(self, round_: dm.DMRound) -> None:
+        """Discord 50007: stop DMing this member everywhere, remember why, tell them in each server."""
+        now = self.bot.clock.now()
+        switched = await self.storage.dm_off_everywhere(round_.user_id, "dms_closed", now)
+        await self.storage.mark_dm_unsent(round_.id, "failed", "dms_closed")
+        for guild_id in sorted(set(switched) | {round_.guild_id}):
+            await self.storage.set_notice(guild_id, round_.user_id, CLOSED_NOTICE)
+        log.warning("user %s has DMs closed (50007): DM check-ins switched off in %d server(s)",
+                    round_.user_id, len(switched))
+
+    # ------------------------------------------------------------------ /me dm
+
+    async def handle_me_dm(self, interaction: discord.Interaction, switch: str | None, time: str | None,
+                           timezone: str | None, days: str | None) -> None:
+        if interaction.guild_id is None:
+            raise NotAllowed("Run `/me dm` inside the server you want DM check-ins for.")
+        guild_id, user_id, now = interaction.guild_id, interaction.user.id, self.bot.clock.now()
+        switch = (switch or "").strip().lower() or None
+        if switch is None:
+            if time or timezone or days:
+                raise BadInput("Add `switch:on` to set your DM time; without a switch I only show your setting.")
+            await reply(interaction, await self.describe(guild_id, user_id))
+            return
+        if switch == "off":
+            if time or timezone or days:
+                raise BadInput("`switch:off` takes no time, time zone or days. Run `/me dm switch:off` on its own.")
+            if await self.storage.dm_off(guild_id, user_id, "member", now):
+                text = ("Done: no more DM check-ins from this server. The check-in in the channel is still "
+                        "there for you, and `/me dm switch:on` brings the DMs back.")
+            else:
+                text = "DM check-ins were already off here. `/me dm switch:on` with a time and time zone starts them."
+            await reply(interaction, text)
+            return
+        if switch != "on":
+            raise BadInput("Use `switch:on` or `switch:off`.")
+        setting = dm.parse_setting(time, timezone, days, now)
+        if await self.storage.get_guild(guild_id) is None:
+            raise NotFound("This server hasn't set up its Accountability Check yet, so there's nothing to DM you. "
+                           "An admin can start one with `/coach setup`.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.storage.touch_member(guild_id, user_id, member_name(interaction.user), now)
+        await self.storage.set_dm_schedule(guild_id=guild_id, user_id=user_id, time_local=setting.time_local,
+                                           timezone=setting.timezone, days=setting.days,
+                                           next_due=to_unix(setting.next_due), now=now)
+        if await self.storage.get_dm_channel(user_id) is None:
+            try:
+                await self.open_dm_channel(user_id)
+            except discord.HTTPException as exc:  # try again when the first DM is due
+                log.info("could not open a DM channel with user %s yet: %s", user_id, exc)
+        server = safe_name(interaction.guild.name if interaction.guild else "this server", 60)
+        await reply(interaction, (
+            f"DM check-ins are on for **{server}**: {dm.describe_schedule(setting.time_local, setting.timezone, setting.days)}.\n"
+            f"First DM: {ts(setting.next_due)} ({ts(setting.next_due, 'R')}). Answer with the buttons or just "
+            "reply in plain words, like \"finished the bassline\" or \"didn't get to it\"."
+        ))
+
+    async def describe(self, guild_id: int, user_id: int) -> str:
+        schedule = await self.storage.get_dm_schedule(guild_id, user_id)
+        if schedule is not None and schedule.enabled and schedule.next_due is not None:
+            due = from_unix(schedule.next_due)
+            return (f"DM check-ins are on here: {dm.describe_schedule(schedule.time_local, schedule.timezone, schedule.days)}.\n"
+                    f"Next DM: {ts(due)} ({ts(due, 'R')}). `/me dm switch:off` stops them.")
+        text = ("DM check-ins are off here. Switch them on with your own time: "
+                "`/me dm switch:on time:20:00 timezone:Europe/Berlin days:weekdays`.")
+        if schedule is not None and schedule.off_reason == "dms_closed":
+            text = ("DM check-ins are off here because Discord wouldn't let me DM you (your DMs are closed to me). "
+                    "Allow direct messages from this server's members, then `/me dm switch:on` starts them again.")
+        return text
+
+    # ------------------------------------------------------------------ answering by button
+
+    async def open_form(self, interaction: discord.Interaction, dm_round_id: int, status: str) -> None:
+        now = self.bot.clock.now()
+        round_ = dm.check_open(await self.storage.get_dm_round(dm_round_id), interaction.user.id, now)
+        project = await self.storage.latest_active_project(round_.guild_id, interaction.user.id)
+        note = await self.storage.get_dm_pending(interaction.user.id, to_unix(now) - dm.PENDING_SECONDS)
+        await interaction.response.send_modal(
+            DMAnswerForm(self, round_.id, status, project.name if project else None, note, interaction.user.id))
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A DM form opened before a restart has no live Modal object any more: answer its submit here."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        custom_id = (interaction.data or {}).get("custom_id", "")
+        match = MODAL_ID.fullmatch(custom_id)
+        if match is None or custom_id in self.bot._connection._view_store._modals:  # live: discord.py handles it
+            return
+        values = submitted_values(interaction.data or {})  # type: ignore[arg-type]
+        await guarded(self.record)(interaction, int(match["round"]), CODES[match["code"]], values.get("project"),
+                                   values.get("note"), "dm_button")
+
+    async def record(self, interaction: discord.Interaction, dm_round_id: int, status: str, project: str | None,
+                     note: str | None, via: str) -> None:
+        """The form's submit (AnswerForm calls `cog.record`)."""
+        round_ = dm.check_open(await self.storage.get_dm_round(dm_round_id), interaction.user.id,
+                               self.bot.clock.now())
+        await self._answer(interaction, round_, status, project, note, "dm_button")
+
+    async def pick(self, interaction: discord.Interaction, dm_round_id: int, status: str) -> None:
+        """A "which server?" button: the status and the reply's note are known, log it."""
+        now = self.bot.clock.now()
+        round_ = dm.check_open(await self.storage.get_dm_round(dm_round_id), interaction.user.id, now)
+        note = await self.storage.get_dm_pending(interaction.user.id, to_unix(now) - dm.PENDING_SECONDS)
+        await self._answer(interaction, round_, status, None, note, "dm_text")
+
+    async def _answer(self, interaction: discord.Interaction, round_: dm.DMRound, status: str,
+                      project: str | None, note: str | None, via: str) -> None:
+        text = await self.log_answer(interaction.user, round_, status, project, note, via)
+        await reply(interaction, text, ephemeral=False)
+
+    async def log_answer(self, user: discord.abc.User, round_: dm.DMRound, status: str, project: str | None,
+                         note: str | None, via: str) -> str:
+        guild = self.bot.get_guild(round_.guild_id)
+        server = safe_name(guild.name if guild else "your server", 60)
+        outcome = await dm.answer(
+            self.storage, self.bot.prompts, self.bot.rng, dm_round=round_, member_name=safe_name(member_name(user)),
+            server_name=server, status=status, project_name=project, note=note, via=via, now=self.bot.clock.now(),
+        )
+        await self.storage.clear_dm_pending(user.id)
+        lines = [dm.logged_line(outcome, server, round_.local_date)]
+        if outcome.project_created and outcome.project:
+            lines.append(f"New project started: **{escape_markdown(cut(outcome.project.name, 80))}**.")
+        lines.append(outcome.reply)
+        self._touch_channel_tally(outcome.checkin.round_id)
+        return "\n".join(lines)
+
+    def _touch_channel_tally(self, round_id: int | None) -> None:
+        rounds = self.bot.get_cog("Rounds")
+        if round_id is None or rounds is None:
+            return
+
+        async def touch() -> None:
+            channel_round = await self.storage.get_round(round_id)
+            if channel_round is not None:
+                rounds.touch_tally(channel_round)  # type: ignore[attr-defined]
+
+        task = asyncio.create_task(touch())
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    # ------------------------------------------------------------------ answering in plain text
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.guild is not None or message.author.bot or message.author.id == getattr(self.bot.user, "id", 0):
+            return
+        if not self._may_answer(message.author.id):
+            log.debug("DM from user %s throttled", message.author.id)
+            return
+        try:
+            text, view = await self.understand(message.author, message.content or "")
+        except Exception:
+            log.exception("could not handle a DM reply from user %s", message.author.id)
+            text, view = ("Something went wrong on my side and nothing was logged. Try the buttons on my last "
+                          "check-in, or `/checkin` in the server."), None
+        await self._send_dm_reply(message.channel, text, view)
+
+    def _may_answer(self, user_id: int) -> bool:
+        now = _time.monotonic()
+        last = self._last_reply.get(user_id)
+        if last is not None and now - last < self.throttle_seconds:
+            return False
+        self._last_reply[user_id] = now
+        if len(self._last_reply) > 10_000:
+            cutoff = now - self.throttle_seconds
+            self._last_reply = {u: t for u, t in self._last_reply.items() if t >= cutoff}
+        return True
+
+    async def _send_dm_reply(self, channel: discord.abc.Messageable, text: str, view: discord.ui.View | None) -> None:
+        try:
+            await self.bot.pacer.wait()
+            kwargs: dict[str, Any] = {"content": cut_block(text, CONTENT_MAX), "allowed_mentions": NO_PINGS}
+            if view is not None:
+                kwargs["view"] = view
+            await channel.send(**kwargs)
+        except discord.HTTPException as exc:
+            log.warning("could not answer a DM: %s", exc)
+
+    async def understand(self, user: discord.abc.User, content: str) -> tuple[str, discord.ui.View | None]:
+        """A plain-text DM: log it, ask which status or which server, or explain."""
+        now = self.bot.clock.now()
+        opened = [dm.OpenRound(r, answered) for r, answered in await self.storage.open_dm_rounds(user.id, to_unix(now))]
+        target = dm.pick_target(opened)
+        if target.round is None and not target.choices:
+            return await self._nothing_open(user.id), None
+        parsed = parse_reply(content)
+        status = dm.confident_status(parsed)
+        note = parsed.note or None
+        if target.round is not None and status is not None:
+            try:
+                return await self.log_answer(user, target.round, status, None, note, "dm_text"), None
+            except BadInput as exc:
+                return exc.message, None
+        await self.storage.set_dm_pending(user.id, note, now)
+        if target.round is not None:
+            server = self._server(target.round.guild_id)
+            guess = f" It sounds like **{STATUS_LABELS[parsed.status]}**, but I'd rather ask." if parsed.status else ""
+            view = discord.ui.View(timeout=None)
+            for s in STATUS_LABELS:
+                view.add_item(DMAnswerButton(target.round.id, s))
+            return (f"I want to log this right for **{server}** ({dm.day_label(target.round.local_date)}).{guess} "
+                    "How did it go? Tap one; your words go in as the note, and you can edit them."), frozen(view)
+        return self._which_server(target.choices, status)
+
+    def _which_server(self, choices: tuple[dm.DMRound, ...], status: str | None) -> tuple[str, discord.ui.View]:
+        view = discord.ui.View(timeout=None)
+        lines = []
+        if status is not None:
+            for round_ in choices[: dm.MAX_PICK_BUTTONS]:
+                server = self._server(round_.guild_id, 40)
+                view.add_item(DMPickButton(round_.id, status, label=cut(f"{server} · {dm.day_label(round_.local_date)}", 80)))
+            lines.append(f"You have check-ins open for several servers. Which one is this **{STATUS_LABELS[status]}** for?")
+        else:
+            lines.append("You have check-ins open for several servers. Which one is this for, and how did it go?")
+            for row, round_ in enumerate(choices[: dm.MAX_PICK_SERVERS]):
+                server = self._server(round_.guild_id, 24)
+                lines.append(f"Row {row + 1}: **{server}**, {dm.day_label(round_.local_date)}")
+                for s in STATUS_LABELS:
+                    item = DMAnswerButton(round_.id, s, label=cut(f"{STATUS_LABELS[s]} · {server}", 80))
+                    item.row = row
+                    view.add_item(item)
+        return "\n".join(lines), frozen(view)
+
+    def _server(self, guild_id: int, limit: int = 60) -> str:
+        guild = self.bot.get_guild(guild_id)
+        return safe_name(guild.name if guild else f"server {guild_id}", limit)
+
+    async def _nothing_open(self, user_id: int) -> str:
+        schedules = [s for s in await self.storage.dm_schedules_of(user_id) if s.enabled and s.next_due]
+        if not schedules:
+            return ("Thanks for the message! I only read replies to a DM check-in, and you don't get those yet. "
+                    "Run `/me dm switch:on` in your server to get the check-in here at your own time.")
+        soonest = min(schedules, key=lambda s: s.next_due or 0)
+        due = from_unix(soonest.next_due or 0)
+        return (f"Thanks! There's no check-in open right now, so nothing was logged. Your next one comes "
+                f"{ts(due)} ({ts(due, 'R')}) from **{self._server(soonest.guild_id)}**; reply to that one.")
+
+
+async def setup(bot: BounceBot) -> None:
+    await bot.add_cog(DMs(bot))
