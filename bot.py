@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import logging
@@ -82,6 +83,12 @@ class BounceBot(commands.Bot):
             self.scheduler.add_job(self.tick, "interval", seconds=self.settings.tick_seconds, id="tick",
                                    max_instances=1, coalesce=True)
             self.scheduler.start()
+
+    async def on_ready(self) -> None:
+        # The guild cache is built: move it out of the garbage collector's way, so full collections stay short
+        # (measured: a 10,000-server cache made gen-2 collections stall the event loop for several hundred ms).
+        gc.freeze()
+        log.info("ready as %s in %d servers", self.user, len(self.guilds))
 
     async def tick(self) -> None:
         """One pass of the periodic job: every cog with due work takes it (once the guild cache is ready)."""

@@ -26,14 +26,19 @@ class StallMonitor:
     def __init__(self, interval: float = 0.01) -> None:
         self.interval = interval
         self.worst = 0.0
+        self.stalls: list[tuple[float, float]] = []  # (seconds since start, stall) for stalls > 50 ms
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        t0 = loop.time()
         while True:
             before = loop.time()
             await asyncio.sleep(self.interval)
-            self.worst = max(self.worst, loop.time() - before - self.interval)
+            stall = loop.time() - before - self.interval
+            self.worst = max(self.worst, stall)
+            if stall > 0.05:
+                self.stalls.append((before - t0, stall))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())

@@ -70,6 +70,9 @@ async def main(servers: int, budget: float) -> int:
     print(line("duplicates", duplicates, "", "0", duplicates == 0))
     print(line("global 429s", fake.global_429s, "", "0", fake.global_429s == 0))
     print(f"busiest second: {fake.max_per_second()} requests")
+    if monitor.stalls:
+        worst = sorted(monitor.stalls, key=lambda s: -s[1])[:5]
+        print("longest stalls (at s: ms): " + ", ".join(f"{at:.1f}: {ms * 1000:.0f}" for at, ms in worst))
     ok = (monitor.worst <= 0.1 and elapsed <= 1.1 * floor and duplicates == 0 and fake.global_429s == 0
           and len(per_channel) == servers)
     return 0 if ok else 1

@@ -7,7 +7,11 @@ import time
 
 
 class Pacer:
-    """Spaces requests evenly at `rate` per second; `await pacer.wait()` before each request."""
+    """Spaces requests at least 1/rate seconds apart; `await pacer.wait()` before each request.
+
+    Waiters go one at a time and the next slot is set from when a waiter is really released, so a
+    stalled event loop never releases a burst of overdue requests at once.
+    """
 
     def __init__(self, rate: float, *, clock=time.monotonic) -> None:
         if rate <= 0:
@@ -15,17 +19,13 @@ class Pacer:
         self.interval = 1.0 / rate
         self._clock = clock
         self._next = 0.0
+        self._lock = asyncio.Lock()
         self.sent = 0
 
-    def reserve(self) -> float:
-        """Claim the next slot; returns how long to wait for it."""
-        now = self._clock()
-        slot = max(now, self._next)
-        self._next = slot + self.interval
-        self.sent += 1
-        return slot - now
-
     async def wait(self) -> None:
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        async with self._lock:
+            delay = self._next - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next = self._clock() + self.interval
+            self.sent += 1

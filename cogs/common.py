@@ -107,3 +107,10 @@ def guarded(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T | None]]
 
 def member_name(user: discord.abc.User) -> str:
     return getattr(user, "display_name", None) or user.name
+
+
+def stateless(view: discord.ui.View) -> discord.ui.View:
+    """A view of DynamicItems only: they are dispatched by custom_id, so discord.py need not keep a View object
+    per sent message in memory (10,000 round posts would otherwise be 10,000 stored views)."""
+    view.stop()
+    return view

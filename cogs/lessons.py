@@ -42,7 +42,7 @@ from coach.text import (
     ts,
 )
 from cogs.admin import missing_permissions
-from cogs.common import bot_of, guarded, member_name, reply
+from cogs.common import bot_of, guarded, member_name, reply, stateless
 from cogs.pages import PAGE_SIZE, Pager, register, setup_pages
 from cogs.rounds import PostFailed, classify, submitted_values
 
@@ -242,7 +242,7 @@ class Lessons(commands.Cog):
         async with self._in_flight:
             await self.bot.pacer.wait()
             try:
-                message = await channel.send(embed=lesson_embed(lesson), view=lesson_view(lesson.id),
+                message = await channel.send(embed=lesson_embed(lesson), view=stateless(lesson_view(lesson.id)),
                                              nonce=nonce_for("lesson", post.id))
             except discord.HTTPException as exc:
                 raise PostFailed(classify(exc)) from exc

@@ -21,7 +21,7 @@ from coach.errors import Conflict, NotFound
 from coach.rounds import decide, next_due_for, nonce_for
 from coach.storage import GuildSettings, Round
 from coach.text import MODAL_TITLE_MAX, NOTE_MAX, PROJECT_NAME_MAX, cut, escape_markdown, safe_name, ts
-from cogs.common import NO_PINGS, bot_of, guarded, member_name, reply
+from cogs.common import NO_PINGS, bot_of, guarded, member_name, reply, stateless
 
 if TYPE_CHECKING:
     from bot import BounceBot
@@ -233,7 +233,7 @@ class Rounds(commands.Cog):
         async with self._in_flight:
             await self.bot.pacer.wait()
             try:
-                message = await channel.send(content=content, embed=embed, view=round_view(round_.id),
+                message = await channel.send(content=content, embed=embed, view=stateless(round_view(round_.id)),
                                              allowed_mentions=mentions, nonce=nonce_for("round", round_.id))
             except discord.HTTPException as exc:
                 raise PostFailed(classify(exc)) from exc
