@@ -11,7 +11,7 @@ from coach.errors import BadInput, Conflict
 from coach.prompts import Prompts
 from coach.storage import Checkin, Project, Round, Storage
 from coach.streaks import RoundDay, StreakResult, compute_streak, milestone_reached, nonfinished_run
-from coach.text import NOTE_MAX, cut
+from coach.text import NOTE_MAX, safe_title
 
 STATUSES = ("finished", "unfinished", "skipped")
 STATUS_LABELS = {"finished": "Finished", "unfinished": "Unfinished", "skipped": "Skipped"}
@@ -106,7 +106,7 @@ async def answer(
         created=created, first_ever=first_ever, status=status, before=before.current, after=after.current,
         nonfinished=nonfinished_run(recent),  # type: ignore[arg-type]
     )
-    reply = prompts.reply(situation, rng, member=member_name, project=project.name if project else "",
+    reply = prompts.reply(situation, rng, member=member_name, project=safe_title(project.name) if project else "",
                           streak=after.current, server=server_name)
     return AnswerOutcome(checkin, created, project, project_created, after, situation, reply)
 
@@ -129,5 +129,5 @@ def describe(checkin: Checkin, project: Project | None) -> str:
     """One line that repeats back what was logged."""
     parts = [f"**{STATUS_LABELS[checkin.status]}**"]
     if project:
-        parts.append(f"on **{cut(project.name, 80)}**")
+        parts.append(f"on **{safe_title(project.name)}**")
     return " ".join(parts)

@@ -62,6 +62,11 @@ def safe_name(name: str, limit: int = 32) -> str:
     return escape_markdown(cleaned)
 
 
+def safe_title(text: str, limit: int = PROJECT_NAME_MAX) -> str:
+    """Member-written names (projects) inside bold text: cut, markdown escaped, mention syntax defused."""
+    return escape_markdown(cut(text, limit)).replace("@", "@\u200b")
+
+
 def quote_member_text(text: str, limit: int) -> str:
     """Member-written text shown back: cut, and `@everyone`-style tokens defused (allowed_mentions also
     blocks pings; this keeps the text from even looking like one)."""

@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from coach import projects
 from coach.storage import Project
-from coach.text import cut, escape_markdown, safe_name
+from coach.text import safe_name, safe_title
 from cogs.common import member_name, reply
 from cogs.pages import PAGE_SIZE, Pager, register, setup_pages
 from cogs.rounds import project_choices
@@ -26,7 +26,7 @@ STATUS_MARK = {"active": "🎛️", "finished": "✅", "dropped": "🗂️"}
 
 
 def project_line(p: Project) -> str:
-    line = f"{STATUS_MARK[p.status]} **{escape_markdown(cut(p.name, 80))}** · {p.status}"
+    line = f"{STATUS_MARK[p.status]} **{safe_title(p.name)}** · {p.status}"
     if p.deadline and p.status == "active":
         line += f" · due {p.deadline}"
     return line
@@ -56,11 +56,11 @@ class Projects(commands.Cog):
         await self.bot.storage.touch_member(interaction.guild_id, interaction.user.id,
                                             member_name(interaction.user), now)
         created = await projects.start(self.bot.storage, interaction.guild_id, interaction.user.id, name, due, now)
-        coach_line = self.bot.prompts.reply("project_started", self.bot.rng, project=created.name,
+        coach_line = self.bot.prompts.reply("project_started", self.bot.rng, project=safe_title(created.name),
                                             member=safe_name(member_name(interaction.user)), streak=0,
                                             server=safe_name(interaction.guild.name if interaction.guild else ""))
         extra = f" Deadline: **{due}**." if due else ""
-        await reply(interaction, f"Started **{escape_markdown(cut(created.name, 80))}**.{extra}\n{coach_line}")
+        await reply(interaction, f"Started **{safe_title(created.name)}**.{extra}\n{coach_line}")
 
     @project.command(name="list", description="Your projects, or another member's.")
     @app_commands.describe(member="Whose projects (default: yours)")
@@ -78,10 +78,10 @@ class Projects(commands.Cog):
         who = safe_name(member_name(interaction.user))
         server = safe_name(interaction.guild.name if interaction.guild else "")
         outcome = await projects.finish(self.bot.storage, interaction.guild_id, interaction.user.id, name, now)
-        text = self.bot.prompts.reply("project_finished_reply", self.bot.rng, project=outcome.project.name,
+        text = self.bot.prompts.reply("project_finished_reply", self.bot.rng, project=safe_title(outcome.project.name),
                                       member=who, streak=0, server=server)
         points = " (+5 points)" if outcome.points else ""
-        await reply(interaction, f"**{escape_markdown(cut(outcome.project.name, 80))}** is finished{points}.\n{text}")
+        await reply(interaction, f"**{safe_title(outcome.project.name)}** is finished{points}.\n{text}")
         if outcome.announce:
             await self.announce(interaction.guild_id, interaction.user.id, outcome.project, server)
 
@@ -93,7 +93,7 @@ class Projects(commands.Cog):
         if not isinstance(channel, discord.abc.Messageable):
             return
         text = self.bot.prompts.reply("project_finished_announce", self.bot.rng,
-                                      member=f"<@{user_id}>", project=escape_markdown(cut(project.name, 80)),
+                                      member=f"<@{user_id}>", project=safe_title(project.name),
                                       streak=0, server=server)
         try:
             await self.bot.pacer.wait()
@@ -108,10 +108,10 @@ class Projects(commands.Cog):
         assert interaction.guild_id is not None
         dropped = await projects.drop(self.bot.storage, interaction.guild_id, interaction.user.id, name,
                                       self.bot.clock.now())
-        text = self.bot.prompts.reply("project_dropped", self.bot.rng, project=dropped.name,
+        text = self.bot.prompts.reply("project_dropped", self.bot.rng, project=safe_title(dropped.name),
                                       member=safe_name(member_name(interaction.user)), streak=0,
                                       server=safe_name(interaction.guild.name if interaction.guild else ""))
-        await reply(interaction, f"Dropped **{escape_markdown(cut(dropped.name, 80))}**.\n{text}")
+        await reply(interaction, f"Dropped **{safe_title(dropped.name)}**.\n{text}")
 
     @finish.autocomplete("name")
     @drop.autocomplete("name")

@@ -20,7 +20,7 @@ from coach.clock import from_unix, to_unix
 from coach.errors import Conflict, NotFound
 from coach.rounds import decide, next_due_for, nonce_for
 from coach.storage import GuildSettings, Round
-from coach.text import MODAL_TITLE_MAX, NOTE_MAX, PROJECT_NAME_MAX, cut, escape_markdown, safe_name, ts
+from coach.text import MODAL_TITLE_MAX, NOTE_MAX, PROJECT_NAME_MAX, cut, safe_name, safe_title, ts
 from cogs.common import NO_PINGS, bot_of, guarded, member_name, reply, stateless
 
 if TYPE_CHECKING:
@@ -308,7 +308,7 @@ class Rounds(commands.Cog):
                  f"{day_label(round_.local_date)}."
                  + (" (+1 point)" if outcome.created else " Your earlier answer was updated; no extra points.")]
         if outcome.project_created and outcome.project:
-            lines.append(f"New project started: **{escape_markdown(cut(outcome.project.name, 80))}**.")
+            lines.append(f"New project started: **{safe_title(outcome.project.name)}**.")
         lines.append(outcome.reply)
         await reply(interaction, "\n".join(lines))
         self.touch_tally(round_)
