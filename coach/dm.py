@@ -8,6 +8,7 @@ exactly as a channel answer is (one per member per local date per server, +1 poi
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -28,8 +29,10 @@ from coach.prompts import Prompts
 from coach.schedule import format_days, next_occurrence, parse_days, parse_time, parse_timezone
 from coach.storage import Storage
 from coach.streaks import nonfinished_run
+from coach.text import ts
 from coach.textparse import ParsedReply
 
+log = logging.getLogger("bounce.dm")
 DMSchedule = Storage.DMSchedule
 DMRound = Storage.DMRound
 DMClaim = Storage.DMClaim
@@ -69,6 +72,72 @@ def describe_schedule(time_local: str, timezone: str, days: int) -> str:
     return f"**{time_local}** ({timezone}), {format_days(days)}"
 
 
+def check_switch(switch: str | None, time: str | None, timezone: str | None, days: str | None) -> str | None:
+    """`/me dm`: 'on', 'off' or None (show the setting); options that don't fit the switch are refused."""
+    chosen = (switch or "").strip().lower() or None
+    given = bool(time or timezone or days)
+    if chosen is None and given:
+        raise BadInput("Add `switch:on` to set your DM time; without a switch I only show your setting.")
+    if chosen == "off" and given:
+        raise BadInput("`switch:off` takes no time, time zone or days. Run `/me dm switch:off` on its own.")
+    if chosen not in (None, "on", "off"):
+        raise BadInput("Use `switch:on` or `switch:off`.")
+    return chosen
+
+
+def setting_text(schedule: DMSchedule | None) -> str:
+    """What `/me dm` shows: the member's setting in this server and the next DM."""
+    if schedule is not None and schedule.enabled and schedule.next_due is not None:
+        due = from_unix(schedule.next_due)
+        return (f"DM check-ins are on here: {describe_schedule(schedule.time_local, schedule.timezone, schedule.days)}.\n"
+                f"Next DM: {ts(due)} ({ts(due, 'R')}). `/me dm switch:off` stops them.")
+    if schedule is not None and schedule.off_reason == "dms_closed":
+        return ("DM check-ins are off here because Discord wouldn't let me DM you (your DMs are closed to me). "
+                "Allow direct messages from this server's members, then `/me dm switch:on` starts them again.")
+    return ("DM check-ins are off here. Switch them on with your own time: "
+            "`/me dm switch:on time:20:00 timezone:Europe/Berlin days:weekdays`.")
+
+
+def on_text(server: str, setting: DMSetting) -> str:
+    due = setting.next_due
+    return (f"DM check-ins are on for **{server}**: "
+            f"{describe_schedule(setting.time_local, setting.timezone, setting.days)}.\n"
+            f"First DM: {ts(due)} ({ts(due, 'R')}). Answer with the buttons or just reply in plain words, like "
+            "\"finished the bassline\" or \"didn't get to it\".")
+
+
+OFF_TEXT = ("Done: no more DM check-ins from this server. The check-in in the channel is still there for you, "
+            "and `/me dm switch:on` brings the DMs back.")
+ALREADY_OFF_TEXT = "DM check-ins were already off here. `/me dm switch:on` with a time and time zone starts them."
+NO_CHECKIN_TEXT = ("This server hasn't set up its Accountability Check yet, so there's nothing to DM you. "
+                   "An admin can start one with `/coach setup`.")
+CLOSED_NOTICE = ("I couldn't DM you your check-in: Discord says your DMs are closed to me, so I switched DM "
+                 "check-ins off. Allow direct messages from this server's members, then `/me dm switch:on` "
+                 "turns them back on.")
+NOT_SET_UP_TEXT = ("Thanks for the message! I only read replies to a DM check-in, and you don't get those yet. "
+                   "Run `/me dm switch:on` in your server to get the check-in here at your own time.")
+TROUBLE_TEXT = ("Something went wrong on my side and nothing was logged. Try the buttons on my last check-in, "
+                "or `/checkin` in the server.")
+
+
+def nothing_open_text(next_due: int, server: str) -> str:
+    due = from_unix(next_due)
+    return (f"Thanks! There's no check-in open right now, so nothing was logged. Your next one comes {ts(due)} "
+            f"({ts(due, 'R')}) from **{server}**; reply to that one.")
+
+
+def ask_status_text(server: str, local_date: str, guess: str | None) -> str:
+    hint = f" It sounds like **{STATUS_LABELS[guess]}**, but I'd rather ask." if guess else ""
+    return (f"I want to log this right for **{server}** ({day_label(local_date)}).{hint} How did it go? "
+            "Tap one; your words go in as the note, and you can edit them.")
+
+
+def which_server_text(status: str | None) -> str:
+    if status is not None:
+        return f"You have check-ins open for several servers. Which one is this **{STATUS_LABELS[status]}** for?"
+    return "You have check-ins open for several servers. Which one is this for, and how did it go?"
+
+
 def next_due_of(schedule: DMSchedule, after: datetime) -> datetime:
     return next_occurrence(after, parse_time(schedule.time_local), ZoneInfo(schedule.timezone),
                            schedule.days).due_utc
@@ -98,6 +167,46 @@ def decide(schedule: DMSchedule, now: datetime, grace: timedelta) -> DMClaim:
         next_due=to_unix(following), send=send, local_date=local_date.isoformat(),
         scheduled_at=schedule.next_due, closes_at=to_unix(closes), late=send and overdue > timedelta(minutes=2),
     )
+
+
+STALE_CLAIM = 120  # seconds: a claimed, unsent DM round older than this is taken over (its sender died)
+
+
+async def expire_claims(storage: Storage, now: datetime, grace: timedelta) -> int:
+    """Claims nobody sent that are now past the grace window: marked missed, never sent."""
+    expired = await storage.expire_dm_claims(stale_before=to_unix(now) - STALE_CLAIM, since=to_unix(now - grace))
+    if expired:
+        log.warning("%d DM check-ins were claimed but never sent and are past the grace window; skipped", expired)
+    return expired
+
+
+async def claim_due(storage: Storage, now: datetime, grace: timedelta, limit: int) -> tuple[list[DMRound], bool]:
+    """One step of the sender: take over stale claims, then claim up to `limit` due schedules.
+
+    Returns the DM rounds to send (oldest due first) and whether more may be waiting.
+    """
+    taken = await storage.take_stale_dm_claims(stale_before=to_unix(now) - STALE_CLAIM,
+                                               since=to_unix(now - grace), now=now, limit=limit)
+    for round_ in taken:
+        log.info("DM round %s (guild %s, user %s) was never confirmed sent; sending it now",
+                 round_.id, round_.guild_id, round_.user_id)
+    out = list(taken)
+    due = await storage.due_dm_schedules(to_unix(now), limit)
+    for schedule in due:
+        try:
+            claim = decide(schedule, now, grace)
+        except Exception:
+            log.exception("DM schedule of user %s in guild %s is broken; switched off",
+                          schedule.user_id, schedule.guild_id)
+            await storage.dm_off(schedule.guild_id, schedule.user_id, "broken_schedule", now)
+            continue
+        if not claim.send:
+            log.warning("DM check-in for user %s in guild %s on %s missed by more than the grace window; skipped",
+                        claim.user_id, claim.guild_id, claim.local_date)
+        round_ = await storage.claim_dm_round(claim, now)
+        if round_ is not None:
+            out.append(round_)
+    return out, len(due) == limit or len(taken) == limit
 
 
 def day_label(local_date: str) -> str:

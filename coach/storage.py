@@ -1035,5 +1035,15 @@ class Storage:
     async def clear_dm_pending(self, user_id: int) -> None:
         await self.execute("DELETE FROM dm_pending WHERE user_id = ?", (user_id,))
 
+    async def forget_dm_member(self, guild_id: int, user_id: int) -> None:
+        """`/me forget`: the member's DM schedule and DM rounds in this server; their DM channel and pending
+        reply too once no other server DMs them. (Their check-ins are in the checkins table.)"""
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM dm_schedules WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
+            await db.execute("DELETE FROM dm_rounds WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
+            await db.execute("DELETE FROM dm_channels WHERE user_id = ?1 AND NOT EXISTS "
+                             "(SELECT 1 FROM dm_schedules WHERE user_id = ?1)", (user_id,))
+            await db.execute("DELETE FROM dm_pending WHERE user_id = ?1 AND NOT EXISTS "
+                             "(SELECT 1 FROM dm_schedules WHERE user_id = ?1)", (user_id,))
 
     # ============================================================ leaderboard, stats, seasons, export (section: board)

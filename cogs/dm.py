@@ -14,12 +14,12 @@ from discord.ext import commands
 
 from coach import dm
 from coach.checkins import STATUS_LABELS
-from coach.clock import from_unix, to_unix
+from coach.clock import to_unix
 from coach.errors import BadInput, NotAllowed, NotFound
 from coach.rounds import nonce_for
-from coach.text import CONTENT_MAX, cut, cut_block, escape_markdown, safe_name, ts
+from coach.text import CONTENT_MAX, cut, cut_block, escape_markdown, safe_name
 from coach.textparse import parse_reply
-from cogs.common import NO_PINGS, bot_of, guarded, member_name, reply
+from cogs.common import NO_PINGS, bot_of, guarded, member_name, reply, stateless
 from cogs.rounds import CODE_OF, CODES, EMOJI, STYLES, AnswerForm, submitted_values
 
 if TYPE_CHECKING:
@@ -29,12 +29,8 @@ log = logging.getLogger("bounce.dm")
 
 BATCH = 32               # due schedules claimed per step: claims stay just ahead of the paced sender
 WORKERS = 8              # DMs in flight at once; each waits for its slot in the global budget
-STALE_CLAIM = 120        # seconds: a claimed, unsent DM round older than this is taken over (process died)
 THROTTLE_SECONDS = 3.0   # a member's DM messages are answered at most once per this many seconds
 MODAL_ID = re.compile(r"bounce:dm:(?P<round>\d+):(?P<code>[fus]):\d+")
-CLOSED_NOTICE = ("I couldn't DM you your check-in: Discord says your DMs are closed to me, so I switched DM "
-                 "check-ins off. Allow direct messages from this server's members, then `/me dm switch:on` "
-                 "turns them back on.")
 
 
 class DMAnswerButton(discord.ui.DynamicItem[discord.ui.Button], template=r"bounce:d:(?P<round>\d+):(?P<code>[fus])"):
@@ -92,17 +88,11 @@ def cog_of(interaction: discord.Interaction) -> DMs:
     return bot_of(interaction).get_cog("DMs")  # type: ignore[return-value]
 
 
-def frozen(view: discord.ui.View) -> discord.ui.View:
-    """Dynamic items answer the clicks; stopping the view keeps discord.py from storing one per DM."""
-    view.stop()
-    return view
-
-
 def round_view(dm_round_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for status in STATUS_LABELS:
         view.add_item(DMAnswerButton(dm_round_id, status))
-    return frozen(view)
+    return stateless(view)
 
 
 class DMs(commands.Cog):
@@ -152,51 +142,18 @@ class DMs(commands.Cog):
 
     async def _pump_due(self) -> None:
         """Claim due DM schedules a small batch at a time, oldest due first, just ahead of the sender."""
-        skipped = 0
         try:
-            first = True
-            while True:
+            await dm.expire_claims(self.storage, self.bot.clock.now(), self.bot.grace)
+            more = True
+            while more or self._again:
                 self._again = False
-                now = self.bot.clock.now()
-                since = to_unix(now - self.bot.grace)
-                stale_before = to_unix(now) - STALE_CLAIM
-                if first:
-                    expired = await self.storage.expire_dm_claims(stale_before=stale_before, since=since)
-                    if expired:
-                        log.warning("%d DM check-ins were claimed but never sent and are past the grace window; "
-                                    "skipped", expired)
-                    first = False
-                taken = await self.storage.take_stale_dm_claims(stale_before=stale_before, since=since, now=now,
-                                                                limit=BATCH)
-                for round_ in taken:
-                    log.info("DM round %s (guild %s, user %s) was never confirmed sent; sending it now",
-                             round_.id, round_.guild_id, round_.user_id)
-                    await self._queue.put(round_)
-                due = await self.storage.due_dm_schedules(to_unix(now), BATCH)
-                for schedule in due:
-                    try:
-                        claim = dm.decide(schedule, now, self.bot.grace)
-                    except Exception:
-                        log.exception("DM schedule of user %s in guild %s is broken; switched off",
-                                      schedule.user_id, schedule.guild_id)
-                        await self.storage.dm_off(schedule.guild_id, schedule.user_id, "broken_schedule", now)
-                        continue
-                    if not claim.send:
-                        skipped += 1
-                        log.info("DM check-in for user %s in guild %s on %s missed by more than the grace "
-                                 "window; skipped", claim.user_id, claim.guild_id, claim.local_date)
-                    round_ = await self.storage.claim_dm_round(claim, now)
-                    if round_ is not None:
-                        await self._queue.put(round_)
-                if len(due) < BATCH and len(taken) < BATCH and not self._again:
-                    break
+                rounds, more = await dm.claim_due(self.storage, self.bot.clock.now(), self.bot.grace, BATCH)
+                for round_ in rounds:
+                    await self._queue.put(round_)  # waits while the sender is BATCH behind
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("claiming due DM check-ins failed")
-        finally:
-            if skipped:
-                log.warning("skipped %d DM check-ins missed by more than the grace window", skipped)
 
     async def _worker(self) -> None:
         while True:
@@ -273,7 +230,7 @@ class DMs(commands.Cog):
         switched = await self.storage.dm_off_everywhere(round_.user_id, "dms_closed", now)
         await self.storage.mark_dm_unsent(round_.id, "failed", "dms_closed")
         for guild_id in sorted(set(switched) | {round_.guild_id}):
-            await self.storage.set_notice(guild_id, round_.user_id, CLOSED_NOTICE)
+            await self.storage.set_notice(guild_id, round_.user_id, dm.CLOSED_NOTICE)
         log.warning("user %s has DMs closed (50007): DM check-ins switched off in %d server(s)",
                     round_.user_id, len(switched))
 
@@ -284,57 +241,27 @@ class DMs(commands.Cog):
         if interaction.guild_id is None:
             raise NotAllowed("Run `/me dm` inside the server you want DM check-ins for.")
         guild_id, user_id, now = interaction.guild_id, interaction.user.id, self.bot.clock.now()
-        switch = (switch or "").strip().lower() or None
-        if switch is None:
-            if time or timezone or days:
-                raise BadInput("Add `switch:on` to set your DM time; without a switch I only show your setting.")
-            await reply(interaction, await self.describe(guild_id, user_id))
-            return
-        if switch == "off":
-            if time or timezone or days:
-                raise BadInput("`switch:off` takes no time, time zone or days. Run `/me dm switch:off` on its own.")
-            if await self.storage.dm_off(guild_id, user_id, "member", now):
-                text = ("Done: no more DM check-ins from this server. The check-in in the channel is still "
-                        "there for you, and `/me dm switch:on` brings the DMs back.")
-            else:
-                text = "DM check-ins were already off here. `/me dm switch:on` with a time and time zone starts them."
-            await reply(interaction, text)
-            return
-        if switch != "on":
-            raise BadInput("Use `switch:on` or `switch:off`.")
-        setting = dm.parse_setting(time, timezone, days, now)
-        if await self.storage.get_guild(guild_id) is None:
-            raise NotFound("This server hasn't set up its Accountability Check yet, so there's nothing to DM you. "
-                           "An admin can start one with `/coach setup`.")
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.storage.touch_member(guild_id, user_id, member_name(interaction.user), now)
-        await self.storage.set_dm_schedule(guild_id=guild_id, user_id=user_id, time_local=setting.time_local,
-                                           timezone=setting.timezone, days=setting.days,
-                                           next_due=to_unix(setting.next_due), now=now)
-        if await self.storage.get_dm_channel(user_id) is None:
-            try:
-                await self.open_dm_channel(user_id)
-            except discord.HTTPException as exc:  # try again when the first DM is due
-                log.info("could not open a DM channel with user %s yet: %s", user_id, exc)
-        server = safe_name(interaction.guild.name if interaction.guild else "this server", 60)
-        await reply(interaction, (
-            f"DM check-ins are on for **{server}**: {dm.describe_schedule(setting.time_local, setting.timezone, setting.days)}.\n"
-            f"First DM: {ts(setting.next_due)} ({ts(setting.next_due, 'R')}). Answer with the buttons or just "
-            "reply in plain words, like \"finished the bassline\" or \"didn't get to it\"."
-        ))
-
-    async def describe(self, guild_id: int, user_id: int) -> str:
-        schedule = await self.storage.get_dm_schedule(guild_id, user_id)
-        if schedule is not None and schedule.enabled and schedule.next_due is not None:
-            due = from_unix(schedule.next_due)
-            return (f"DM check-ins are on here: {dm.describe_schedule(schedule.time_local, schedule.timezone, schedule.days)}.\n"
-                    f"Next DM: {ts(due)} ({ts(due, 'R')}). `/me dm switch:off` stops them.")
-        text = ("DM check-ins are off here. Switch them on with your own time: "
-                "`/me dm switch:on time:20:00 timezone:Europe/Berlin days:weekdays`.")
-        if schedule is not None and schedule.off_reason == "dms_closed":
-            text = ("DM check-ins are off here because Discord wouldn't let me DM you (your DMs are closed to me). "
-                    "Allow direct messages from this server's members, then `/me dm switch:on` starts them again.")
-        return text
+        chosen = dm.check_switch(switch, time, timezone, days)
+        if chosen is None:
+            await reply(interaction, dm.setting_text(await self.storage.get_dm_schedule(guild_id, user_id)))
+        elif chosen == "off":
+            off = await self.storage.dm_off(guild_id, user_id, "member", now)
+            await reply(interaction, dm.OFF_TEXT if off else dm.ALREADY_OFF_TEXT)
+        else:
+            setting = dm.parse_setting(time, timezone, days, now)
+            if await self.storage.get_guild(guild_id) is None:
+                raise NotFound(dm.NO_CHECKIN_TEXT)
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            await self.storage.touch_member(guild_id, user_id, member_name(interaction.user), now)
+            await self.storage.set_dm_schedule(guild_id=guild_id, user_id=user_id, time_local=setting.time_local,
+                                               timezone=setting.timezone, days=setting.days,
+                                               next_due=to_unix(setting.next_due), now=now)
+            if await self.storage.get_dm_channel(user_id) is None:
+                try:
+                    await self.open_dm_channel(user_id)
+                except discord.HTTPException as exc:  # opened again when the first DM is due
+                    log.info("could not open a DM channel with user %s yet: %s", user_id, exc)
+            await reply(interaction, dm.on_text(self._server(guild_id), setting))
 
     # ------------------------------------------------------------------ answering by button
 
@@ -421,8 +348,7 @@ class DMs(commands.Cog):
             text, view = await self.understand(message.author, message.content or "")
         except Exception:
             log.exception("could not handle a DM reply from user %s", message.author.id)
-            text, view = ("Something went wrong on my side and nothing was logged. Try the buttons on my last "
-                          "check-in, or `/checkin` in the server."), None
+            text, view = dm.TROUBLE_TEXT, None
         await self._send_dm_reply(message.channel, text, view)
 
     def _may_answer(self, user_id: int) -> bool:
@@ -463,25 +389,18 @@ class DMs(commands.Cog):
                 return exc.message, None
         await self.storage.set_dm_pending(user.id, note, now)
         if target.round is not None:
-            server = self._server(target.round.guild_id)
-            guess = f" It sounds like **{STATUS_LABELS[parsed.status]}**, but I'd rather ask." if parsed.status else ""
-            view = discord.ui.View(timeout=None)
-            for s in STATUS_LABELS:
-                view.add_item(DMAnswerButton(target.round.id, s))
-            return (f"I want to log this right for **{server}** ({dm.day_label(target.round.local_date)}).{guess} "
-                    "How did it go? Tap one; your words go in as the note, and you can edit them."), frozen(view)
+            text = dm.ask_status_text(self._server(target.round.guild_id), target.round.local_date, parsed.status)
+            return text, round_view(target.round.id)
         return self._which_server(target.choices, status)
 
     def _which_server(self, choices: tuple[dm.DMRound, ...], status: str | None) -> tuple[str, discord.ui.View]:
         view = discord.ui.View(timeout=None)
-        lines = []
+        lines = [dm.which_server_text(status)]
         if status is not None:
             for round_ in choices[: dm.MAX_PICK_BUTTONS]:
                 server = self._server(round_.guild_id, 40)
                 view.add_item(DMPickButton(round_.id, status, label=cut(f"{server} · {dm.day_label(round_.local_date)}", 80)))
-            lines.append(f"You have check-ins open for several servers. Which one is this **{STATUS_LABELS[status]}** for?")
         else:
-            lines.append("You have check-ins open for several servers. Which one is this for, and how did it go?")
             for row, round_ in enumerate(choices[: dm.MAX_PICK_SERVERS]):
                 server = self._server(round_.guild_id, 24)
                 lines.append(f"Row {row + 1}: **{server}**, {dm.day_label(round_.local_date)}")
@@ -489,7 +408,7 @@ class DMs(commands.Cog):
                     item = DMAnswerButton(round_.id, s, label=cut(f"{STATUS_LABELS[s]} · {server}", 80))
                     item.row = row
                     view.add_item(item)
-        return "\n".join(lines), frozen(view)
+        return "\n".join(lines), stateless(view)
 
     def _server(self, guild_id: int, limit: int = 60) -> str:
         guild = self.bot.get_guild(guild_id)
@@ -498,12 +417,9 @@ class DMs(commands.Cog):
     async def _nothing_open(self, user_id: int) -> str:
         schedules = [s for s in await self.storage.dm_schedules_of(user_id) if s.enabled and s.next_due]
         if not schedules:
-            return ("Thanks for the message! I only read replies to a DM check-in, and you don't get those yet. "
-                    "Run `/me dm switch:on` in your server to get the check-in here at your own time.")
+            return dm.NOT_SET_UP_TEXT
         soonest = min(schedules, key=lambda s: s.next_due or 0)
-        due = from_unix(soonest.next_due or 0)
-        return (f"Thanks! There's no check-in open right now, so nothing was logged. Your next one comes "
-                f"{ts(due)} ({ts(due, 'R')}) from **{self._server(soonest.guild_id)}**; reply to that one.")
+        return dm.nothing_open_text(soonest.next_due or 0, self._server(soonest.guild_id))
 
 
 async def setup(bot: BounceBot) -> None:

@@ -547,3 +547,26 @@ async def test_a_dm_form_opened_before_a_restart_still_submits(studio: Harness) 
     assert "Logged **Skipped** for **Night Owls Studio**" in await handle.wait_text()
     row = await checkin(h, h.studio.guild, alice, "2026-03-02")
     assert (row.status, row.note) == ("skipped", "sick day")
+
+
+async def test_no_dm_while_the_server_is_paused(studio: Harness) -> None:
+    h, alice = studio, studio.studio.alice
+    await dm_on(h, alice, "21:00", "Europe/Berlin")
+    await (await h.slash(h.studio.admin, "coach pause")).wait_text()
+    await at(h, utc(2026, 3, 2, 20, 0, 5))
+    assert posts_to_dm(h, alice) == []
+    assert (await h.bot.storage.dm_round_on(h.studio.guild, alice, "2026-03-02")).error == "server_paused"
+    await (await h.slash(h.studio.admin, "coach resume")).wait_text()
+    await at(h, utc(2026, 3, 3, 20, 0, 5))
+    assert len(dm_rounds(h, alice)) == 1
+
+
+async def test_forget_removes_the_dm_data_of_that_server(studio: Harness) -> None:
+    h, alice = studio, studio.studio.alice
+    await dm_on(h, alice, "21:00", "Europe/Berlin")
+    await at(h, utc(2026, 3, 2, 20, 0, 5))
+    storage = h.bot.storage
+    await storage.forget_dm_member(h.studio.guild, alice)
+    assert await storage.get_dm_schedule(h.studio.guild, alice) is None
+    assert await storage.dm_round_on(h.studio.guild, alice, "2026-03-02") is None
+    assert await storage.get_dm_channel(alice) is None
