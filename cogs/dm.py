@@ -398,12 +398,12 @@ class DMs(commands.Cog):
         lines = [dm.which_server_text(status)]
         if status is not None:
             for round_ in choices[: dm.MAX_PICK_BUTTONS]:
-                server = self._server(round_.guild_id, 40)
+                server = self._label(round_.guild_id, 40)
                 view.add_item(DMPickButton(round_.id, status, label=cut(f"{server} · {dm.day_label(round_.local_date)}", 80)))
         else:
             for row, round_ in enumerate(choices[: dm.MAX_PICK_SERVERS]):
-                server = self._server(round_.guild_id, 24)
-                lines.append(f"Row {row + 1}: **{server}**, {dm.day_label(round_.local_date)}")
+                server = self._label(round_.guild_id, 24)
+                lines.append(f"Row {row + 1}: **{self._server(round_.guild_id)}**, {dm.day_label(round_.local_date)}")
                 for s in STATUS_LABELS:
                     item = DMAnswerButton(round_.id, s, label=cut(f"{STATUS_LABELS[s]} · {server}", 80))
                     item.row = row
@@ -413,6 +413,11 @@ class DMs(commands.Cog):
     def _server(self, guild_id: int, limit: int = 60) -> str:
         guild = self.bot.get_guild(guild_id)
         return safe_name(guild.name if guild else f"server {guild_id}", limit)
+
+    def _label(self, guild_id: int, limit: int) -> str:
+        """A server's name on a button: labels show no markdown and ping nobody, so it is only cut."""
+        guild = self.bot.get_guild(guild_id)
+        return cut(guild.name if guild else f"server {guild_id}", limit)
 
     async def _nothing_open(self, user_id: int) -> str:
         schedules = [s for s in await self.storage.dm_schedules_of(user_id) if s.enabled and s.next_due]

@@ -570,3 +570,17 @@ async def test_forget_removes_the_dm_data_of_that_server(studio: Harness) -> Non
     assert await storage.get_dm_schedule(h.studio.guild, alice) is None
     assert await storage.dm_round_on(h.studio.guild, alice, "2026-03-02") is None
     assert await storage.get_dm_channel(alice) is None
+
+
+async def test_a_server_name_in_a_dm_cannot_ping(running: Harness) -> None:
+    h, fake, alice = running, running.fake, running.studio.alice
+    loud = make_studio(fake, "@everyone *Beats*")
+    fake.add_member(loud.guild, "Alice", user_id=alice)
+    await fake.sync()
+    await (await fake.slash(loud.guild, loud.channel, loud.admin, "coach setup",
+                            {"channel": loud.channel, "time": "20:00", "timezone": "UTC"})).wait_text()
+    await dm_on(h, alice, "21:00", "UTC", guild=loud.guild, channel=loud.channel)
+    await at(h, utc(2026, 3, 2, 21, 0, 5))
+    [message] = dm_rounds(h, alice)
+    assert "@\u200beveryone \\*Beats\\*" in message["content"]
+    assert not message["mention_everyone"] and message["_allowed_mentions"] == {"parse": []}
