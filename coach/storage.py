@@ -1047,3 +1047,446 @@ class Storage:
                              "(SELECT 1 FROM dm_schedules WHERE user_id = ?1)", (user_id,))
 
     # ============================================================ leaderboard, stats, seasons, export (section: board)
+    # Row classes live in this section (Storage.BoardScore, Storage.Season, Storage.ExportRow,
+    # Storage.FinishedProject).
+
+    @dataclass(frozen=True, slots=True)
+    class BoardScore:
+        user_id: int
+        points: int
+        depth: int
+        reached_at: int
+
+    @dataclass(frozen=True, slots=True)
+    class Season:
+        id: int
+        guild_id: int
+        name: str
+        started_at: int
+
+    @dataclass(frozen=True, slots=True)
+    class ExportRow:
+        id: int
+        local_date: str
+        user_id: int
+        display_name: str | None
+        status: str
+        project: str | None
+        note: str | None
+
+    @dataclass(frozen=True, slots=True)
+    class FinishedProject:
+        user_id: int
+        display_name: str | None
+        name: str
+        closed_at: int
+
+    _BOARD_COUNTED = "('checkin', 'finish')"
+    _PURGE_CHUNK = 5000
+
+    # ------------------------------------------------------------ board: scores
+
+    async def board_totals(self, guild_id: int, season_id: int) -> list[BoardScore]:
+        """Everyone with check-in/finish points in all time (season 0) or a season: the running totals."""
+        rows = await self.fetchall(
+            "SELECT user_id, points, depth, reached_at FROM board_totals WHERE guild_id = ? AND season_id = ? "
+            "AND points > 0",
+            (guild_id, season_id),
+        )
+        return [self.BoardScore(*r) for r in rows]
+
+    async def board_window(self, guild_id: int, since: int) -> list[BoardScore]:
+        """Everyone with check-in/finish points earned at or after `since`: summed from the ledger (short windows)."""
+        rows = await self.fetchall(
+            f"""SELECT user_id, SUM(CASE WHEN kind IN {self._BOARD_COUNTED} THEN amount ELSE 0 END) AS pts,
+                       SUM(CASE WHEN kind = 'reflection' THEN amount ELSE 0 END),
+                       COALESCE(MAX(CASE WHEN kind IN {self._BOARD_COUNTED} THEN created_at END), 0)
+                FROM points INDEXED BY points_board WHERE guild_id = ? AND created_at >= ?
+                GROUP BY user_id HAVING pts > 0""",
+            (guild_id, since),
+        )
+        return [self.BoardScore(*r) for r in rows]
+
+    async def board_totals_from_ledger(self, guild_id: int) -> dict[tuple[int, int], tuple[int, int, int]]:
+        """The running totals recomputed from the ledger: {(season_id, user_id): (points, depth, reached_at)}.
+
+        For audits and tests: must equal what board_totals holds (see rebuild_board_totals)."""
+        rows = await self.fetchall(
+            f"""WITH tagged AS (
+                    SELECT p.user_id, p.kind, p.amount, p.created_at,
+                           (SELECT id FROM seasons s WHERE s.guild_id = p.guild_id AND s.started_at <= p.created_at
+                            ORDER BY s.started_at DESC, s.id DESC LIMIT 1) AS season_id
+                    FROM points p WHERE p.guild_id = ?1),
+                both_ AS (SELECT 0 AS season_id, user_id, kind, amount, created_at FROM tagged
+                          UNION ALL
+                          SELECT season_id, user_id, kind, amount, created_at FROM tagged WHERE season_id IS NOT NULL)
+                SELECT season_id, user_id, SUM(CASE WHEN kind IN {self._BOARD_COUNTED} THEN amount ELSE 0 END),
+                       SUM(CASE WHEN kind = 'reflection' THEN amount ELSE 0 END),
+                       COALESCE(MAX(CASE WHEN kind IN {self._BOARD_COUNTED} THEN created_at END), 0)
+                FROM both_ GROUP BY season_id, user_id""",
+            (guild_id,),
+        )
+        return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+
+    async def stored_board_totals(self, guild_id: int) -> dict[tuple[int, int], tuple[int, int, int]]:
+        rows = await self.fetchall(
+            "SELECT season_id, user_id, points, depth, reached_at FROM board_totals WHERE guild_id = ? "
+            "AND (points != 0 OR depth != 0)",
+            (guild_id,),
+        )
+        return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+
+    async def rebuild_board_totals(self, guild_id: int) -> None:
+        """Recompute a server's running totals from the ledger (the ledger is the source of truth)."""
+        fresh = await self.board_totals_from_ledger(guild_id)
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM board_totals WHERE guild_id = ?", (guild_id,))
+            await db.executemany(
+                "INSERT INTO board_totals (guild_id, season_id, user_id, points, depth, reached_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(guild_id, sid, uid, *vals) for (sid, uid), vals in fresh.items()],
+            )
+
+    async def current_streaks(self, guild_id: int, user_ids: Iterable[int], open_date: str | None) -> dict[int, int]:
+        """Current streaks of many members at once, by the rules of coach.streaks.compute_streak.
+
+        A member's streak is the number of days they answered after their last break: the newest posted
+        round before the open one (`open_date`, the latest posted round) that they neither answered nor
+        were away for. Rounds never posted don't exist here, so they break nobody.
+        """
+        ids = sorted(set(user_ids))
+        if not ids:
+            return {}
+        values = ", ".join(f"(?{i})" for i in range(3, len(ids) + 3))
+        rows = await self.fetchall(
+            f"""WITH cand(uid) AS (VALUES {values}),
+                brk(uid, b) AS (
+                    SELECT uid, (SELECT r.local_date FROM rounds r
+                                 WHERE r.guild_id = ?1 AND r.state = 'posted' AND r.local_date < ?2
+                                 AND NOT EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1
+                                                 AND c.user_id = cand.uid AND c.local_date = r.local_date)
+                                 AND NOT EXISTS (SELECT 1 FROM away_periods a WHERE a.guild_id = ?1
+                                                 AND a.user_id = cand.uid
+                                                 AND r.local_date BETWEEN a.start_date AND a.end_date)
+                                 ORDER BY r.local_date DESC LIMIT 1)
+                    FROM cand)
+               SELECT uid, (SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = brk.uid
+                            AND c.local_date > COALESCE(brk.b, '')) FROM brk""",
+            (guild_id, open_date or "9999-12-31", *ids),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    async def display_names(self, guild_id: int, user_ids: Iterable[int]) -> dict[int, str]:
+        ids = sorted(set(user_ids))
+        if not ids:
+            return {}
+        rows = await self.fetchall(
+            "SELECT user_id, display_name FROM members WHERE guild_id = ? "
+            f"AND user_id IN ({', '.join('?' * len(ids))}) AND display_name != ''",
+            (guild_id, *ids),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    # ------------------------------------------------------------ board: seasons
+
+    async def current_season(self, guild_id: int, now: datetime) -> Season | None:
+        row = await self.fetchone(
+            "SELECT id, guild_id, name, started_at FROM seasons WHERE guild_id = ? AND started_at <= ? "
+            "ORDER BY started_at DESC, id DESC LIMIT 1",
+            (guild_id, to_unix(now)),
+        )
+        return _row(self.Season, row)
+
+    async def get_season(self, season_id: int) -> Season | None:
+        row = await self.fetchone("SELECT id, guild_id, name, started_at FROM seasons WHERE id = ?", (season_id,))
+        return _row(self.Season, row)
+
+    async def count_seasons(self, guild_id: int) -> int:
+        row = await self.fetchone("SELECT COUNT(*) FROM seasons WHERE guild_id = ?", (guild_id,))
+        return row[0]
+
+    async def start_season(self, guild_id: int, name: str, now: datetime) -> Season:
+        """A new season from `now`. Points earned in the same second before it, if any, move into it."""
+        ts = to_unix(now)
+        async with self.transaction() as db:
+            async with db.execute(
+                "INSERT INTO seasons (guild_id, name, started_at) VALUES (?, ?, ?) RETURNING id, guild_id, name, "
+                "started_at",
+                (guild_id, name, ts),
+            ) as cur:
+                season = self.Season(*(await cur.fetchone()))
+            async with db.execute("SELECT 1 FROM points WHERE guild_id = ? AND created_at >= ? LIMIT 1",
+                                  (guild_id, ts)) as cur:
+                moved = await cur.fetchone() is not None
+        if moved:
+            await self.rebuild_board_totals(guild_id)
+        return season
+
+    # ------------------------------------------------------------ board: away
+
+    async def set_away(self, guild_id: int, user_id: int, today: str, until: str) -> tuple[str, str]:
+        """Away from `today` to `until` (inclusive). An away period covering today is changed, not duplicated.
+        Returns the period as stored (start, end)."""
+        async with self.transaction() as db:
+            async with db.execute(
+                "SELECT id, start_date FROM away_periods WHERE guild_id = ? AND user_id = ? AND start_date <= ? "
+                "AND end_date >= ? ORDER BY start_date LIMIT 1",
+                (guild_id, user_id, today, today),
+            ) as cur:
+                current = await cur.fetchone()
+            await db.execute(
+                "DELETE FROM away_periods WHERE guild_id = ? AND user_id = ? AND start_date > ?",
+                (guild_id, user_id, today),
+            )
+            if current:
+                await db.execute("UPDATE away_periods SET end_date = ? WHERE id = ?", (until, current[0]))
+                return current[1], until
+            await db.execute(
+                "INSERT INTO away_periods (guild_id, user_id, start_date, end_date) VALUES (?, ?, ?, ?)",
+                (guild_id, user_id, today, until),
+            )
+        return today, until
+
+    async def end_away(self, guild_id: int, user_id: int, today: str) -> bool:
+        """End the member's current (or planned) away period today. False when they were not away."""
+        async with self.transaction() as db:
+            async with db.execute(
+                "DELETE FROM away_periods WHERE guild_id = ? AND user_id = ? AND start_date > ?",
+                (guild_id, user_id, today),
+            ) as cur:
+                planned = cur.rowcount
+            async with db.execute(
+                "UPDATE away_periods SET end_date = ? WHERE guild_id = ? AND user_id = ? AND start_date <= ? "
+                "AND end_date > ?",
+                (today, guild_id, user_id, today, today),
+            ) as cur:
+                ended = cur.rowcount
+        return bool(planned or ended)
+
+    async def away_on(self, guild_id: int, user_id: int, day: str) -> tuple[str, str] | None:
+        row = await self.fetchone(
+            "SELECT start_date, end_date FROM away_periods WHERE guild_id = ? AND user_id = ? AND start_date <= ? "
+            "AND end_date >= ? ORDER BY end_date DESC LIMIT 1",
+            (guild_id, user_id, day, day),
+        )
+        return (row[0], row[1]) if row else None
+
+    # ------------------------------------------------------------ board: confirmations
+
+    async def put_confirm(self, guild_id: int, user_id: int, action: str, payload: str | None,
+                          now: datetime) -> int:
+        """Remember what a member asked to confirm; returns the token their button carries."""
+        row = await self.fetchone(
+            """INSERT INTO board_confirms (guild_id, user_id, action, token, payload, created_at)
+               VALUES (?1, ?2, ?3, ?4, ?5, ?4)
+               ON CONFLICT (guild_id, user_id, action) DO UPDATE SET
+                   token = MAX(excluded.token, board_confirms.token + 1), payload = excluded.payload,
+                   created_at = excluded.created_at
+               RETURNING token""",
+            (guild_id, user_id, action, to_unix(now), payload),
+        )
+        return row[0]
+
+    async def take_confirm(self, guild_id: int, user_id: int, action: str, token: int,
+                           not_before: int) -> tuple[bool, str | None]:
+        """Consume a pending confirmation once: (found, payload). Not found when it was replaced by a newer
+        request, already used, or created before `not_before` (expired)."""
+        row = await self.fetchone(
+            "DELETE FROM board_confirms WHERE guild_id = ? AND user_id = ? AND action = ? AND token = ? "
+            "AND created_at >= ? RETURNING payload",
+            (guild_id, user_id, action, token, not_before),
+        )
+        return (row is not None, row[0] if row else None)
+
+    async def drop_confirm(self, guild_id: int, user_id: int, action: str, token: int) -> bool:
+        return await self.execute(
+            "DELETE FROM board_confirms WHERE guild_id = ? AND user_id = ? AND action = ? AND token = ?",
+            (guild_id, user_id, action, token),
+        ) == 1
+
+    # ------------------------------------------------------------ board: weekly recap
+
+    async def claim_recap(self, guild_id: int, week: str, state: str, now: datetime) -> int | None:
+        """The unique (server, week) row, inserted before posting: its id, or None if that week is taken."""
+        row = await self.fetchone(
+            "INSERT INTO recaps (guild_id, week, state, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (guild_id, week) DO NOTHING RETURNING id",
+            (guild_id, week, state, to_unix(now)),
+        )
+        return row[0] if row else None
+
+    async def has_recap(self, guild_id: int, week: str) -> bool:
+        return await self.fetchone("SELECT 1 FROM recaps WHERE guild_id = ? AND week = ?",
+                                   (guild_id, week)) is not None
+
+    async def finish_recap(self, recap_id: int, state: str, channel_id: int | None, message_id: int | None,
+                           error: str | None) -> None:
+        await self.execute(
+            "UPDATE recaps SET state = ?, channel_id = ?, message_id = ?, error = ? WHERE id = ?",
+            (state, channel_id, message_id, error, recap_id),
+        )
+
+    async def week_checkin_stats(self, guild_id: int, first: str, last: str, active_since: str) -> tuple[int, int, int]:
+        """(posted rounds, answers to them, members who answered anything from `active_since` to `last`)."""
+        row = await self.fetchone(
+            """SELECT (SELECT COUNT(*) FROM rounds WHERE guild_id = ?1 AND state = 'posted'
+                       AND local_date BETWEEN ?2 AND ?3),
+                      (SELECT COUNT(*) FROM checkins c JOIN rounds r ON r.guild_id = c.guild_id
+                       AND r.local_date = c.local_date AND r.state = 'posted'
+                       WHERE c.guild_id = ?1 AND c.local_date BETWEEN ?2 AND ?3),
+                      (SELECT COUNT(DISTINCT user_id) FROM checkins WHERE guild_id = ?1
+                       AND local_date BETWEEN ?4 AND ?3)""",
+            (guild_id, first, last, active_since),
+        )
+        return row[0], row[1], row[2]
+
+    async def finished_projects_between(self, guild_id: int, start: int, end: int,
+                                        limit: int = 50) -> list[FinishedProject]:
+        rows = await self.fetchall(
+            """SELECT p.user_id, m.display_name, p.name, p.closed_at FROM projects p
+               LEFT JOIN members m ON m.guild_id = p.guild_id AND m.user_id = p.user_id
+               WHERE p.guild_id = ? AND p.status = 'finished' AND p.closed_at >= ? AND p.closed_at < ?
+               ORDER BY p.closed_at, p.id LIMIT ?""",
+            (guild_id, start, end, limit),
+        )
+        return [self.FinishedProject(*r) for r in rows]
+
+    async def checkin_users_since(self, guild_id: int, since: str) -> list[int]:
+        rows = await self.fetchall(
+            "SELECT DISTINCT user_id FROM checkins WHERE guild_id = ? AND local_date >= ?", (guild_id, since)
+        )
+        return [r[0] for r in rows]
+
+    # ------------------------------------------------------------ board: export
+
+    async def export_checkins(self, guild_id: int, after: tuple[str, int] | None, limit: int) -> list[ExportRow]:
+        """One batch of the server's check-ins in (date, id) order, after the (date, id) key given."""
+        date_key, id_key = after or ("", 0)
+        rows = await self.fetchall(
+            """SELECT c.id, c.local_date, c.user_id, m.display_name, c.status, p.name, c.note
+               FROM checkins c
+               LEFT JOIN members m ON m.guild_id = c.guild_id AND m.user_id = c.user_id
+               LEFT JOIN projects p ON p.id = c.project_id
+               WHERE c.guild_id = ? AND (c.local_date, c.id) > (?, ?)
+               ORDER BY c.local_date, c.id LIMIT ?""",
+            (guild_id, date_key, id_key, limit),
+        )
+        return [self.ExportRow(*r) for r in rows]
+
+    async def _tables_with(self, *columns: str) -> list[str]:
+        """Tables that have all of `columns`, from the live schema (features add tables in migrations)."""
+        tables = await self.fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+        found = []
+        for (name,) in tables:
+            cols = {r[1] for r in await self.fetchall(f'PRAGMA table_info("{name}")')}
+            if set(columns) <= cols:
+                found.append(name)
+        return found
+
+    @staticmethod
+    def _deletion_order(tables: Iterable[str]) -> list[str]:
+        """Totals before the ledger (its delete trigger then has nothing to update); check-ins before the
+        projects and rounds they point at; settings last."""
+        first = ["board_totals", "points", "checkins", "projects", "rounds"]
+        last = ["members", "guild_settings", "guild_removals"]
+        names = list(tables)
+        return ([t for t in first if t in names] + sorted(t for t in names if t not in first and t not in last)
+                + [t for t in last if t in names])
+
+    async def member_data(self, guild_id: int, user_id: int) -> dict[str, list[dict[str, Any]]]:
+        """Everything stored about one member in one server, by table (for /me export)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for table in await self._tables_with("guild_id", "user_id"):
+            if table in ("board_totals", "board_confirms"):
+                continue
+            async with self.db.execute(f'SELECT * FROM "{table}" WHERE guild_id = ? AND user_id = ?',
+                                       (guild_id, user_id)) as cur:
+                names = [d[0] for d in cur.description]
+                out[table] = [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
+        return out
+
+    async def forget_member(self, guild_id: int, user_id: int) -> dict[str, int]:
+        """Delete one member's rows in one server, in one transaction; the counts deleted, by table."""
+        tables = self._deletion_order(await self._tables_with("guild_id", "user_id"))
+        counts: dict[str, int] = {}
+        async with self.transaction() as db:
+            for table in tables:
+                async with db.execute(f'DELETE FROM "{table}" WHERE guild_id = ? AND user_id = ?',
+                                      (guild_id, user_id)) as cur:
+                    counts[table] = cur.rowcount
+        return counts
+
+    # ------------------------------------------------------------ board: servers that removed the bot
+
+    async def mark_removed(self, guild_id: int, now: datetime) -> None:
+        ts = to_unix(now)
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO guild_removals (guild_id, removed_at) VALUES (?, ?) ON CONFLICT (guild_id) DO NOTHING",
+                (guild_id, ts),
+            )
+            await db.execute("UPDATE guild_settings SET removed_at = ? WHERE guild_id = ?", (ts, guild_id))
+
+    async def mark_returned(self, guild_id: int) -> bool:
+        """The bot is back in the server: nothing will be purged. True when it had been marked removed.
+        (Called for every server at start: one cheap statement when there is nothing to clear.)"""
+        if await self.fetchone("DELETE FROM guild_removals WHERE guild_id = ? RETURNING guild_id",
+                               (guild_id,)) is None:
+            return False
+        await self.execute("UPDATE guild_settings SET removed_at = NULL WHERE guild_id = ?", (guild_id,))
+        return True
+
+    async def removed_at(self, guild_id: int) -> int | None:
+        row = await self.fetchone("SELECT removed_at FROM guild_removals WHERE guild_id = ?", (guild_id,))
+        return row[0] if row else None
+
+    async def due_purges(self, removed_before: int, limit: int) -> list[int]:
+        rows = await self.fetchall(
+            "SELECT guild_id FROM guild_removals WHERE removed_at <= ? ORDER BY removed_at LIMIT ?",
+            (removed_before, limit),
+        )
+        return [r[0] for r in rows]
+
+    async def purge_guild(self, guild_id: int, removed_before: int) -> dict[str, int] | None:
+        """Delete everything stored for a server, if it is still marked removed since before `removed_before`.
+
+        Large tables go in chunks (one short transaction each) so other servers are not held up; the
+        removal mark goes last, so a purge cut short is finished by the next run. None when not due
+        (the bot was added back meanwhile).
+        """
+        if await self.fetchone("SELECT 1 FROM guild_removals WHERE guild_id = ? AND removed_at <= ?",
+                               (guild_id, removed_before)) is None:
+            return None
+        tables = self._deletion_order(await self._tables_with("guild_id"))
+        rowid_tables = {
+            r[0] for r in await self.fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND upper(sql) NOT LIKE '%WITHOUT ROWID%'")
+        }
+        counts: dict[str, int] = {}
+        for table in tables:
+            if table == "guild_removals":
+                continue
+            total = 0
+            while True:
+                async with self.transaction() as db:
+                    # Re-check in every chunk: an add-back (on_guild_join) stops the purge.
+                    async with db.execute("SELECT 1 FROM guild_removals WHERE guild_id = ? AND removed_at <= ?",
+                                          (guild_id, removed_before)) as cur:
+                        if await cur.fetchone() is None:
+                            return None
+                    if table in rowid_tables:
+                        sql = (f'DELETE FROM "{table}" WHERE rowid IN (SELECT rowid FROM "{table}" '
+                               f"WHERE guild_id = ? LIMIT {self._PURGE_CHUNK})")
+                    else:
+                        sql = f'DELETE FROM "{table}" WHERE guild_id = ?'
+                    async with db.execute(sql, (guild_id,)) as cur:
+                        changed = cur.rowcount
+                total += changed
+                if table not in rowid_tables or changed < self._PURGE_CHUNK:
+                    break
+            counts[table] = total
+        await self.execute("DELETE FROM guild_removals WHERE guild_id = ? AND removed_at <= ?",
+                           (guild_id, removed_before))
+        return counts

@@ -230,6 +230,18 @@ class Admin(commands.Cog):
             raise NotFound("Lessons aren't switched on for this bot right now.")
         await cog.configure(interaction, channel, weekday.value if weekday else None, time)  # type: ignore[attr-defined]
 
+    # ------------------------------------------------------------------ seasons and export (delegate to cogs/board.py)
+
+    @coach.command(name="new-season", description="Start a new leaderboard season now (history stays).")
+    @app_commands.describe(name="What to call it, e.g. Spring Sprint (default: Season N)")
+    async def new_season(self, interaction: discord.Interaction,
+                         name: app_commands.Range[str, 1, 50] | None = None) -> None:
+        await self.bot.get_cog("Board").new_season(interaction, name)  # type: ignore[union-attr]
+
+    @coach.command(name="export", description="This server's check-ins as a CSV file.")
+    async def export(self, interaction: discord.Interaction) -> None:
+        await self.bot.get_cog("Board").export(interaction)  # type: ignore[union-attr]
+
 
 async def setup(bot: BounceBot) -> None:
     await bot.add_cog(Admin(bot))

@@ -1,18 +1,47 @@
-"""/me: a member's own settings in this server."""
+"""/me: a member's own settings and data in this server: announce, dm, away, back, export, forget."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import io
+import json
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from coach import board
+from coach.clock import to_unix
+from coach.errors import Conflict, NotAllowed
+from coach.text import ts
 from cogs.admin import days_autocomplete, timezone_autocomplete
-from cogs.common import member_name, reply
+from cogs.board import guild_tz
+from cogs.common import bot_of, guarded, member_name, reply
 
 if TYPE_CHECKING:
     from bot import BounceBot
+
+
+class ForgetButton(discord.ui.DynamicItem[discord.ui.Button],
+                   template=r"bounce:fg:(?P<user>\d+):(?P<token>\d+):(?P<act>[yn])"):
+    """Confirm or cancel `/me forget`. Only the member whose data it is can click it."""
+
+    def __init__(self, user_id: int, token: int, act: str) -> None:
+        super().__init__(discord.ui.Button(
+            label="Delete my data" if act == "y" else "Keep it",
+            style=discord.ButtonStyle.danger if act == "y" else discord.ButtonStyle.secondary,
+            custom_id=f"bounce:fg:{user_id}:{token}:{act}",
+        ))
+        self.user_id, self.token, self.act = user_id, token, act
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
+        return cls(int(match["user"]), int(match["token"]), match["act"])
+
+    @guarded
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog: Me = bot_of(interaction).get_cog("Me")  # type: ignore[assignment]
+        await cog.confirm_forget(interaction, self.user_id, self.token, self.act == "y")
 
 
 class Me(commands.Cog):
@@ -21,6 +50,9 @@ class Me(commands.Cog):
 
     def __init__(self, bot: BounceBot) -> None:
         self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(ForgetButton)
 
     @me.command(name="announce", description="Turn the public celebration of your finished projects on or off.")
     @app_commands.describe(switch="on: celebrate in the channel; off: keep it quiet")
@@ -49,6 +81,86 @@ class Me(commands.Cog):
         # DM check-ins live in cogs/dm.py; this is only the /me entry point.
         await self.bot.get_cog("DMs").handle_me_dm(interaction, switch.value if switch else None,  # type: ignore[union-attr]
                                                    time, timezone, days)
+
+    # ------------------------------------------------------------------ away / back
+
+    @me.command(name="away", description="Mark yourself away: rounds until then neither count nor break your streak.")
+    @app_commands.describe(until="The last day you're away, YYYY-MM-DD (up to 60 days ahead)")
+    async def away(self, interaction: discord.Interaction, until: app_commands.Range[str, 1, 30]) -> None:
+        assert interaction.guild_id is not None
+        today = board.local_today(self.bot.clock.now(), await guild_tz(self.bot, interaction.guild_id))
+        last = board.parse_away_until(until, today)
+        await self.bot.storage.touch_member(interaction.guild_id, interaction.user.id, member_name(interaction.user),
+                                            self.bot.clock.now())
+        start, end = await self.bot.storage.set_away(interaction.guild_id, interaction.user.id, today.isoformat(),
+                                                     last.isoformat())
+        await reply(interaction, f"Got it: you're away from **{start}** to **{end}** (inclusive). Rounds in that "
+                                 "time won't break your streak, and answering one still counts. Enjoy the break; "
+                                 "`/me back` if you return early.")
+
+    @me.command(name="back", description="End your away time today.")
+    async def back(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        today = board.local_today(self.bot.clock.now(), await guild_tz(self.bot, interaction.guild_id))
+        if not await self.bot.storage.end_away(interaction.guild_id, interaction.user.id, today.isoformat()):
+            await reply(interaction, "You're not marked away here, so there's nothing to end. Rounds count as usual.")
+            return
+        await reply(interaction, "Welcome back. Your away time ends today; from the next round on, every round "
+                                 "counts again. What's the first small thing you'll finish?")
+
+    # ------------------------------------------------------------------ export / forget
+
+    @me.command(name="export", description="Get everything Bounce keeps about you in this server, as a file.")
+    async def export(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        storage, guild_id, user_id = self.bot.storage, interaction.guild_id, interaction.user.id
+        data = await storage.member_data(guild_id, user_id)
+        document = {
+            "server_id": str(guild_id), "member_id": str(user_id),
+            "exported_at": self.bot.clock.now().isoformat(),
+            "points": {"checkin_and_finish": await storage.points_total(guild_id, user_id, ["checkin", "finish"]),
+                       "depth": await storage.points_total(guild_id, user_id, ["reflection"])},
+            "data": data,
+        }
+        raw = json.dumps(document, indent=2, ensure_ascii=False, default=str).encode("utf-8")
+        rows = sum(len(v) for v in data.values())
+        await reply(interaction, f"Here's your data in this server: {rows:,} records. Only you can see this.",
+                    file=discord.File(io.BytesIO(raw), filename=f"bounce-me-{guild_id}.json"))
+
+    @me.command(name="forget", description="Delete everything Bounce keeps about you in this server.")
+    async def forget(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        now = self.bot.clock.now()
+        token = await self.bot.storage.put_confirm(interaction.guild_id, interaction.user.id, "forget", None, now)
+        view = discord.ui.View(timeout=None)
+        view.add_item(ForgetButton(interaction.user.id, token, "y"))
+        view.add_item(ForgetButton(interaction.user.id, token, "n"))
+        expires = now + board.CONFIRM_MAX_AGE
+        await reply(interaction, "This deletes everything Bounce keeps about you **in this server**: check-ins, "
+                                 "projects, points, streak history, reflections, away days and DM check-in "
+                                 "settings. It can't be undone; your data in other servers stays. "
+                                 f"(`/me export` first if you want a copy.) This button works until {ts(expires, 't')}.",
+                    view=view)
+
+    async def confirm_forget(self, interaction: discord.Interaction, user_id: int, token: int, go: bool) -> None:
+        if interaction.user.id != user_id or interaction.guild_id is None:
+            raise NotAllowed("Only the member whose data this is can confirm deleting it; nothing was deleted.")
+        storage, guild_id, now = self.bot.storage, interaction.guild_id, self.bot.clock.now()
+        if not go:
+            await storage.drop_confirm(guild_id, user_id, "forget", token)
+            await interaction.response.edit_message(content="Kept. Nothing was deleted.", view=None)
+            return
+        found, _ = await storage.take_confirm(guild_id, user_id, "forget", token,
+                                              to_unix(now - board.CONFIRM_MAX_AGE))
+        if not found:
+            raise Conflict("That confirmation has expired or was already used; nothing was deleted. "
+                           "Run `/me forget` again.")
+        counts = await storage.forget_member(guild_id, user_id)
+        await storage.forget_dm_member(guild_id, user_id)  # their DM channel too, once no other server DMs them
+        await interaction.response.edit_message(
+            content=f"Done. Deleted {board.forget_summary(counts)}. If you check in again, you start fresh.",
+            view=None)
 
 
 async def setup(bot: BounceBot) -> None:

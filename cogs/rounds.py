@@ -238,6 +238,7 @@ class Rounds(commands.Cog):
             except discord.HTTPException as exc:
                 raise PostFailed(classify(exc)) from exc
         await self.storage.mark_round_posted(round_.id, message.id, self.bot.clock.now())
+        self.bot.dispatch("round_posted", round_, guild)  # e.g. the weekly recap (cogs/board.py)
         await self.storage.record_guild_error(guild.guild_id, None, self.bot.clock.now())
         return message
 

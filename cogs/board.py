@@ -1,0 +1,379 @@
+"""/leaderboard, /stats, seasons, the weekly recap, the server export, and the purge of servers that left."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from coach import board
+from coach.clock import to_unix
+from coach.errors import Conflict, NotAllowed
+from coach.heatmap import render_heatmap
+from coach.storage import Round
+from coach.streaks import checkin_rate, compute_streak
+from coach.text import EMBED_FIELD_VALUE_MAX, cut, cut_block, escape_markdown, safe_name
+from cogs.common import NO_PINGS, bot_of, guarded, member_name, reply
+from cogs.pages import Pager, register, setup_pages
+
+if TYPE_CHECKING:
+    from bot import BounceBot
+
+log = logging.getLogger("bounce.board")
+EXPORT_BATCH = 2000
+PURGE_BATCH = 20
+COLOUR = discord.Colour.from_rgb(241, 196, 15)
+
+
+def name_of(names: dict[int, str], user_id: int) -> str:
+    """A member's name as the members table knows it; unknown members are shown as a mention, which an
+    embed renders as their name and never pings."""
+    return board.shown_name(names.get(user_id)) or f"<@{user_id}>"
+
+
+async def guild_tz(bot: BounceBot, guild_id: int) -> str:
+    settings = await bot.storage.get_guild(guild_id)
+    return settings.timezone if settings else "UTC"
+
+
+# ---------------------------------------------------------------------------------------------- leaderboard
+
+
+class BoardPager(Pager):
+    """One member's view of the board; the key carries server, period (week, month, s<season id>, all), caller."""
+
+    def __init__(self, bot: BounceBot, guild_id: int, period: str, caller: int) -> None:
+        super().__init__(key=f"lb:{guild_id}:{period}:{caller}")
+        self.bot, self.guild_id, self.period, self.caller = bot, guild_id, period, caller
+
+    async def allowed(self, interaction: discord.Interaction) -> bool:
+        return interaction.user.id == self.caller
+
+    async def window(self) -> board.Window:
+        storage, now = self.bot.storage, self.bot.clock.now()
+        tz = await guild_tz(self.bot, self.guild_id)
+        if self.period.startswith("s"):
+            season = await storage.get_season(int(self.period[1:]))
+            if season is not None and season.guild_id == self.guild_id:
+                return board.window_for("season", now, tz, (season.id, season.name, season.started_at))
+            return board.window_for("all", now, tz, None)
+        return board.window_for(self.period, now, tz, None)
+
+    async def render(self, page: int) -> tuple[discord.Embed, int]:
+        storage = self.bot.storage
+        window = await self.window()
+        if window.season_id is not None:
+            rows = await storage.board_totals(self.guild_id, window.season_id)
+        else:
+            rows = await storage.board_window(self.guild_id, window.start)
+        scores = [board.Score(r.user_id, r.points, r.depth, r.reached_at) for r in rows]
+        page, pages = board.clamp_page(page, len(scores))
+        latest = await storage.latest_round(self.guild_id)
+        needed = board.streaks_needed(scores, page, self.caller)
+        streaks = await storage.current_streaks(self.guild_id, needed, latest.local_date if latest else None)
+        ranked = board.rank(scores, streaks)
+        shown = ranked[page * board.PAGE_SIZE:(page + 1) * board.PAGE_SIZE]
+        mine = next((r for r in ranked if r.score.user_id == self.caller), None)
+        names = await storage.display_names(self.guild_id, [r.score.user_id for r in shown] + [self.caller])
+        embed = discord.Embed(title=f"Leaderboard · {window.label}", colour=COLOUR)
+        if shown:
+            embed.description = "\n".join(self.line(r, names) for r in shown)
+        else:
+            embed.description = ("No points yet in this period. Every answer to the Accountability Check "
+                                 "earns one; be the first on the board.")
+        if mine is not None:
+            you = (f"**#{mine.rank}** of {len(ranked):,} · **{mine.score.points:,}** pts · 🔥 {mine.streak} · "
+                   f"✨ {mine.score.depth:,} depth")
+        else:
+            you = "No points in this period yet. Answer the next check-in and you're on the board."
+        embed.add_field(name=f"You · {name_of(names, self.caller)}", value=you, inline=False)
+        embed.set_footer(text=f"Page {page + 1}/{pages} · points = check-ins + finished projects · "
+                              "ties: longer streak, then who got there first · ✨ depth points from reflections")
+        return embed, pages
+
+    @staticmethod
+    def line(r: board.Ranked, names: dict[int, str]) -> str:
+        return (f"**{r.rank}.** {name_of(names, r.score.user_id)} · **{r.score.points:,}** pts · 🔥 {r.streak} · "
+                f"✨ {r.score.depth:,}")
+
+
+@register("lb")
+def _board_pager(bot: BounceBot, args: list[str]) -> Pager:
+    return BoardPager(bot, int(args[0]), args[1], int(args[2]))
+
+
+# ---------------------------------------------------------------------------------------------- season button
+
+
+class SeasonButton(discord.ui.DynamicItem[discord.ui.Button],
+                   template=r"bounce:ns:(?P<user>\d+):(?P<token>\d+):(?P<act>[yn])"):
+    """Confirm or cancel `/coach new-season`. Only the admin who asked can click it."""
+
+    def __init__(self, user_id: int, token: int, act: str) -> None:
+        super().__init__(discord.ui.Button(
+            label="Start the new season" if act == "y" else "Cancel",
+            style=discord.ButtonStyle.success if act == "y" else discord.ButtonStyle.secondary,
+            custom_id=f"bounce:ns:{user_id}:{token}:{act}",
+        ))
+        self.user_id, self.token, self.act = user_id, token, act
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
+        return cls(int(match["user"]), int(match["token"]), match["act"])
+
+    @guarded
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog: Board = bot_of(interaction).get_cog("Board")  # type: ignore[assignment]
+        await cog.confirm_season(interaction, self.user_id, self.token, self.act == "y")
+
+
+class Board(commands.Cog):
+    def __init__(self, bot: BounceBot) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        setup_pages(self.bot)
+        self.bot.add_dynamic_items(SeasonButton)
+
+    @property
+    def storage(self):  # noqa: ANN201
+        return self.bot.storage
+
+    # ------------------------------------------------------------------ /leaderboard
+
+    @app_commands.command(name="leaderboard", description="Who's showing up: points this week, month, season or all time.")
+    @app_commands.describe(period="Which points count (default: the current season, or all time)",
+                           page="Page number (10 members per page)")
+    @app_commands.choices(period=[app_commands.Choice(name=p, value=p) for p in board.PERIODS])
+    @app_commands.guild_only()
+    async def leaderboard(self, interaction: discord.Interaction, period: app_commands.Choice[str] | None = None,
+                          page: app_commands.Range[int, 1, 100000] = 1) -> None:
+        assert interaction.guild_id is not None
+        chosen = period.value if period else "season"
+        if chosen == "season":
+            season = await self.storage.current_season(interaction.guild_id, self.bot.clock.now())
+            chosen = f"s{season.id}" if season else "all"
+        await self.storage.touch_member(interaction.guild_id, interaction.user.id, member_name(interaction.user),
+                                        self.bot.clock.now())
+        await BoardPager(self.bot, interaction.guild_id, chosen, interaction.user.id).send(interaction, page - 1)
+
+    # ------------------------------------------------------------------ /stats
+
+    @app_commands.command(name="stats", description="Streaks, check-in rate, projects and a heatmap of the past months.")
+    @app_commands.describe(member="Whose stats (default: yours)")
+    @app_commands.guild_only()
+    async def stats(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
+        assert interaction.guild_id is not None
+        guild_id, who = interaction.guild_id, member or interaction.user
+        mine = who.id == interaction.user.id
+        name = safe_name(member_name(who))
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if await self.storage.count_checkins(guild_id, who.id) == 0:
+            await reply(interaction, "You haven't checked in here yet. Answer the next Accountability Check "
+                                     "(or use `/checkin`) and your stats start from there." if mine else
+                        f"{name} hasn't checked in here yet, so there's nothing to show. Their stats start "
+                        "with their first answer.")
+            return
+        embed, png = await self.stats_card(guild_id, who.id, name)
+        await reply(interaction, embed=embed, file=discord.File(io.BytesIO(png), filename="heatmap.png"))
+
+    async def stats_card(self, guild_id: int, user_id: int, name: str) -> tuple[discord.Embed, bytes]:
+        storage = self.storage
+        tz = await guild_tz(self.bot, guild_id)
+        today = board.local_today(self.bot.clock.now(), tz)
+        posted = await storage.posted_round_dates(guild_id)
+        answers = {c.local_date: c.status for c in await storage.member_checkins(guild_id, user_id)}
+        days = board.round_days(posted, answers, await storage.away_periods(guild_id, user_id),
+                                posted[-1] if posted else None)
+        streak = compute_streak(days)
+        rate = checkin_rate(days, board.RATE_ROUNDS)
+        counts = await storage.count_projects(guild_id, user_id)
+        depth = await storage.points_total(guild_id, user_id, ["reflection"])
+        png = await asyncio.to_thread(render_heatmap, board.heatmap_days(days, today), today, board.HEATMAP_WEEKS)
+        embed = discord.Embed(title=f"Stats · {name}", colour=COLOUR)
+        embed.add_field(name="Streak", value=f"🔥 **{streak.current}** now · best **{streak.best}**")
+        rounds = min(board.RATE_ROUNDS, sum(1 for d in days if d.status or not (d.away or d.open)))
+        embed.add_field(name="Check-in rate", value=f"**{board.percent(rate)}** of the last {rounds} rounds")
+        embed.add_field(name="Depth points", value=f"✨ **{depth:,}**")
+        embed.add_field(name="Projects", value=board.finish_rate_text(counts), inline=False)
+        recent = [board.streak_day_line(d) for d in streak.days[-board.RECENT_ROUNDS:]]
+        embed.add_field(name=f"Last {len(recent)} rounds, and what each did to the streak",
+                        value=cut_block("\n".join(recent), EMBED_FIELD_VALUE_MAX) if recent else "No rounds yet.",
+                        inline=False)
+        embed.set_image(url="attachment://heatmap.png")
+        embed.set_footer(text=f"The last {board.HEATMAP_WEEKS} weeks: green finished, yellow unfinished, "
+                              "grey skipped, red missed. Away days neither count nor break a streak.")
+        return embed, png
+
+    # ------------------------------------------------------------------ seasons (from /coach new-season)
+
+    async def new_season(self, interaction: discord.Interaction, name: str | None) -> None:
+        assert interaction.guild_id is not None
+        guild_id, now = interaction.guild_id, self.bot.clock.now()
+        clean = " ".join((name or "").split()) or f"Season {await self.storage.count_seasons(guild_id) + 1}"
+        token = await self.storage.put_confirm(guild_id, interaction.user.id, "season", clean, now)
+        current = await self.storage.current_season(guild_id, now)
+        text = (f"Start **{escape_markdown(cut(clean, 60))}** now? From this moment the leaderboard counts "
+                "fresh points by default. Nothing is deleted: `/leaderboard period:all` still shows all of it.")
+        if current:
+            text += f"\nThis closes **{escape_markdown(cut(current.name, 60))}**."
+        view = discord.ui.View(timeout=None)
+        view.add_item(SeasonButton(interaction.user.id, token, "y"))
+        view.add_item(SeasonButton(interaction.user.id, token, "n"))
+        await reply(interaction, text, view=view)
+
+    async def confirm_season(self, interaction: discord.Interaction, user_id: int, token: int, go: bool) -> None:
+        if interaction.user.id != user_id or interaction.guild_id is None:
+            raise NotAllowed("Only the admin who asked for the new season can confirm it; nothing changed.")
+        guild_id, now = interaction.guild_id, self.bot.clock.now()
+        if not go:
+            await self.storage.drop_confirm(guild_id, user_id, "season", token)
+            await interaction.response.edit_message(content="No new season; nothing changed.", view=None)
+            return
+        found, name = await self.storage.take_confirm(guild_id, user_id, "season", token,
+                                                      to_unix(now - board.CONFIRM_MAX_AGE))
+        if not found:
+            raise Conflict("That confirmation has expired or was already used. Run `/coach new-season` again.")
+        season = await self.storage.start_season(guild_id, name or "New season", now)
+        await interaction.response.edit_message(
+            content=f"**{escape_markdown(cut(season.name, 60))}** has started. Everyone begins at zero on the "
+                    "default leaderboard; all history stays under `period:all`. Here's to a season of finished "
+                    "tracks.", view=None)
+
+    # ------------------------------------------------------------------ export (from /coach export)
+
+    async def export(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        perms = interaction.permissions
+        if not (perms.manage_guild or perms.administrator):
+            raise NotAllowed("Exporting everyone's check-ins needs the **Manage Server** permission.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        guild_id = interaction.guild_id
+        with board.CsvParts(f"bounce-checkins-{guild_id}", limit=board.ATTACHMENT_LIMIT) as parts:
+            after: tuple[str, int] | None = None
+            while True:
+                batch = await self.storage.export_checkins(guild_id, after, EXPORT_BATCH)
+                rows = [board.csv_row(r.local_date, r.user_id, r.display_name, r.status, r.project, r.note)
+                        for r in batch]
+                await asyncio.to_thread(lambda rows=rows: [parts.write(row) for row in rows])
+                if len(batch) < EXPORT_BATCH:
+                    break
+                after = (batch[-1].local_date, batch[-1].id)
+            paths = await asyncio.to_thread(parts.finish)
+            total = parts.rows
+            for i, path in enumerate(paths, 1):
+                if i == 1:
+                    text = f"Here are this server's check-ins: **{total:,}** rows (date, member id, name, status, " \
+                           "project, note)."
+                    if len(paths) > 1:
+                        text += f" It's large, so it comes in {len(paths)} files, each under " \
+                                f"{board.ATTACHMENT_LIMIT // (1024 * 1024)} MiB."
+                else:
+                    text = f"Part {i} of {len(paths)}."
+                await reply(interaction, text, file=discord.File(path, filename=path.name))
+
+    # ------------------------------------------------------------------ weekly recap
+
+    @commands.Cog.listener()
+    async def on_round_posted(self, round_: Round, settings: Any) -> None:
+        try:
+            await self.post_recap(round_)
+        except Exception:
+            log.exception("weekly recap for guild %s failed", round_.guild_id)
+
+    async def post_recap(self, round_: Round) -> bool:
+        """With the first round posted in a week, sum up the week before; once per server and week."""
+        storage, guild_id = self.storage, round_.guild_id
+        monday = board.recap_week(date.fromisoformat(round_.local_date))
+        sunday, week = monday + timedelta(days=6), monday.isoformat()
+        if await storage.has_recap(guild_id, week):
+            return False
+        held, answers, active = await storage.week_checkin_stats(
+            guild_id, week, sunday.isoformat(), (monday - timedelta(days=21)).isoformat())
+        if held == 0:
+            await storage.claim_recap(guild_id, week, "empty", self.bot.clock.now())
+            return False
+        recap_id = await storage.claim_recap(guild_id, week, "claimed", self.bot.clock.now())
+        if recap_id is None:
+            return False
+        channel = self.bot.get_channel(round_.channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            await storage.finish_recap(recap_id, "failed", round_.channel_id, None, "channel_deleted")
+            return False
+        embed = await self.recap_embed(round_, monday, board.RecapStats(held, answers, active),
+                                       getattr(getattr(channel, "guild", None), "name", "") or "the server")
+        try:
+            await self.bot.pacer.wait()
+            message = await channel.send(embed=embed, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            log.warning("guild %s: weekly recap for %s not posted: %s", guild_id, week, exc)
+            await storage.finish_recap(recap_id, "failed", round_.channel_id, None, f"{exc.status}:{exc.code}")
+            return False
+        await storage.finish_recap(recap_id, "posted", round_.channel_id, message.id, None)
+        return True
+
+    async def recap_embed(self, round_: Round, monday: date, stats: board.RecapStats, server: str) -> discord.Embed:
+        storage, guild_id = self.storage, round_.guild_id
+        tz = await guild_tz(self.bot, guild_id)
+        finished = await storage.finished_projects_between(
+            guild_id, board.local_midnight(monday, tz), board.local_midnight(monday + timedelta(days=7), tz))
+        candidates = await storage.checkin_users_since(guild_id, (monday - timedelta(days=63)).isoformat())
+        streaks = await storage.current_streaks(guild_id, candidates, round_.local_date)
+        top = sorted((s for s in streaks.items() if s[1] > 0), key=lambda s: (-s[1], s[0]))[:3]
+        names = await storage.display_names(guild_id, [u for u, _ in top])
+        intro = self.bot.prompts.reply("recap_intro", self.bot.rng, server=safe_name(server, 60), member="",
+                                       project="", streak=0)
+        embed = discord.Embed(title=f"Weekly recap · {board.week_label(monday)}", description=intro, colour=COLOUR)
+        embed.add_field(name="Rounds held", value=str(stats.rounds))
+        embed.add_field(name="Check-in rate", value=board.recap_rate_line(stats))
+        lines = [f"✅ **{safe_name(p.name, 60)}** · {board.shown_name(p.display_name) or f'<@{p.user_id}>'}"
+                 for p in finished]
+        embed.add_field(name=f"Finished this week ({len(finished)})",
+                        value=cut_block("\n".join(lines), EMBED_FIELD_VALUE_MAX) if lines else
+                        "Nothing bounced this week. One small finished thing next week changes that.", inline=False)
+        embed.add_field(name="Longest streaks", inline=False, value="\n".join(
+            f"🔥 **{n}** · {name_of(names, u)}" for u, n in top) or "No streaks running yet. Next round starts one.")
+        return embed
+
+    # ------------------------------------------------------------------ servers that remove the bot
+
+    @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        await self.storage.mark_removed(guild.id, self.bot.clock.now())
+        log.info("removed from guild %s; its data will be purged in %s unless I'm added back",
+                 guild.id, board.PURGE_AFTER)
+
+    @commands.Cog.listener()
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.returned(guild)
+
+    @commands.Cog.listener()
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        # Also at every start (discord.py dispatches it for each guild in READY): a server re-added while we
+        # were offline is seen here. And GUILD_CREATE with `unavailable: false` arrives as this event too.
+        await self.returned(guild)
+
+    async def returned(self, guild: discord.Guild) -> None:
+        if await self.storage.mark_returned(guild.id):
+            log.info("added back to guild %s; nothing will be purged", guild.id)
+
+    async def run_due(self) -> int:
+        """Purge the data of servers that removed the bot more than PURGE_AFTER ago. Returns how many."""
+        cutoff = to_unix(self.bot.clock.now() - board.PURGE_AFTER)
+        purged = 0
+        for guild_id in await self.storage.due_purges(cutoff, PURGE_BATCH):
+            counts = await self.storage.purge_guild(guild_id, cutoff)
+            if counts is not None:
+                purged += 1
+                log.info("purged guild %s: %s", guild_id, {k: v for k, v in counts.items() if v})
+        return purged
+
+
+async def setup(bot: BounceBot) -> None:
+    await bot.add_cog(Board(bot))
