@@ -55,6 +55,7 @@ class BounceBot(commands.Bot):
         **options: Any,
     ) -> None:
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        options.setdefault("max_messages", None)  # no message cache: buttons carry their state in custom_ids
         super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None, **options)
         self.settings = settings
         self.clock: Clock = clock or SystemClock()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -65,6 +68,66 @@ async def stop_bot(bot: BounceBot) -> None:
     await stop_client(bot, bot._bench_task)  # type: ignore[attr-defined]
 
 
+async def serve_fake(build_world: Callable[[FakeDiscord], dict[str, Any]],
+                     stats: Callable[[FakeDiscord, int], dict[str, Any]]) -> None:
+    """Child process: run the loopback Discord; answer one-line commands on stdin with one JSON line.
+
+    Discord runs elsewhere in real life: with the stand-in in its own process, the stall figure is the bot's own
+    event loop, not the stand-in's bookkeeping of every request and message.
+    """
+    fake = FakeDiscord(global_rate_limit=50)
+    await fake.start()
+    print(json.dumps(build_world(fake)), flush=True)
+    mark = 0
+    while True:
+        command = (await asyncio.to_thread(sys.stdin.readline)).strip()
+        answer: dict[str, Any] = {}
+        if command == "ready":
+            await fake.ready.wait()
+        elif command == "mark":
+            mark = len(fake.requests)
+        elif command == "stats":
+            answer = stats(fake, mark)
+        else:  # "stop" or the parent went away
+            await fake.stop()
+            return
+        print(json.dumps(answer), flush=True)
+
+
+class RemoteFake:
+    """The parent's handle on the child's loopback Discord: what run_client needs, plus commands."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, world: dict[str, Any]) -> None:
+        self.proc, self.world = proc, world
+        self.token, self.api_base, self.gateway_url = world["token"], world["api_base"], world["gateway_url"]
+        self.ready = asyncio.Event()
+        self._ready_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, script: str, *args: str) -> RemoteFake:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, script, "--serve-fake", *args,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT), limit=2**26)
+        world = json.loads(await proc.stdout.readline())  # type: ignore[union-attr]
+        fake = cls(proc, world)
+        fake._ready_task = asyncio.create_task(fake._wait_ready())
+        return fake
+
+    async def _wait_ready(self) -> None:
+        await self.call("ready")
+        self.ready.set()
+
+    async def call(self, command: str) -> dict[str, Any]:
+        self.proc.stdin.write(f"{command}\n".encode())  # type: ignore[union-attr]
+        await self.proc.stdin.drain()  # type: ignore[union-attr]
+        return json.loads(await self.proc.stdout.readline())  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        self.proc.stdin.write(b"stop\n")  # type: ignore[union-attr]
+        await self.proc.stdin.drain()  # type: ignore[union-attr]
+        await self.proc.wait()
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -78,5 +141,5 @@ def line(name: str, value: float, unit: str, target: str, ok: bool) -> str:
     return f"{name}: {value:,.1f} {unit} (target {target})  {verdict(ok)}"
 
 
-__all__ = ["ROOT", "FakeDiscord", "FixedClock", "StallMonitor", "line", "percentile", "start_bot", "statistics",
+__all__ = ["ROOT", "FakeDiscord", "FixedClock", "RemoteFake", "StallMonitor", "serve_fake", "line", "percentile", "start_bot", "statistics",
            "stop_bot", "time"]

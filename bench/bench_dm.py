@@ -16,16 +16,14 @@ import argparse
 import asyncio
 import collections
 import gc
-import json
 import logging
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, FakeDiscord, FixedClock, StallMonitor, line, start_bot, stop_bot
+from _common import FakeDiscord, FixedClock, RemoteFake, StallMonitor, line, serve_fake, start_bot, stop_bot
 
 from coach.clock import to_unix
 from coach.storage import Storage
@@ -60,60 +58,6 @@ def stats(fake: FakeDiscord, since: int) -> dict[str, Any]:
         "busiest_second": fake.max_per_second(),
         "violations": len(fake.violations),
     }
-
-
-async def serve_fake(due: int) -> None:
-    """Child process: run the loopback Discord; answer one-line commands on stdin with one JSON line."""
-    fake = FakeDiscord(global_rate_limit=50)
-    await fake.start()
-    print(json.dumps(build_world(fake, due)), flush=True)
-    mark = 0
-    while True:
-        command = (await asyncio.to_thread(sys.stdin.readline)).strip()
-        answer: dict[str, Any] = {}
-        if command == "ready":
-            await fake.ready.wait()
-        elif command == "mark":
-            mark = len(fake.requests)
-        elif command == "stats":
-            answer = stats(fake, mark)
-        else:  # "stop" or the parent went away
-            await fake.stop()
-            return
-        print(json.dumps(answer), flush=True)
-
-
-class RemoteFake:
-    """The parent's handle on the child's loopback Discord: what run_client needs, plus commands."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, world: dict[str, Any]) -> None:
-        self.proc, self.world = proc, world
-        self.token, self.api_base, self.gateway_url = world["token"], world["api_base"], world["gateway_url"]
-        self.ready = asyncio.Event()
-
-    @classmethod
-    async def start(cls, due: int) -> RemoteFake:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, HERE, "--serve-fake", "--due", str(due),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(ROOT), limit=2**26)
-        world = json.loads(await proc.stdout.readline())  # type: ignore[union-attr]
-        fake = cls(proc, world)
-        fake._ready_task = asyncio.create_task(fake._wait_ready())  # type: ignore[attr-defined]
-        return fake
-
-    async def _wait_ready(self) -> None:
-        await self.call("ready")
-        self.ready.set()
-
-    async def call(self, command: str) -> dict[str, Any]:
-        self.proc.stdin.write(f"{command}\n".encode())  # type: ignore[union-attr]
-        await self.proc.stdin.drain()  # type: ignore[union-attr]
-        return json.loads(await self.proc.stdout.readline())  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        self.proc.stdin.write(b"stop\n")  # type: ignore[union-attr]
-        await self.proc.stdin.drain()  # type: ignore[union-attr]
-        await self.proc.wait()
 
 
 # ----------------------------------------------------------------------------- the bot side
@@ -152,7 +96,7 @@ async def main(members: int, due: int, budget: float, in_process: bool) -> int:
         await local.start()
         world, fake = build_world(local, due), local
     else:
-        remote = await RemoteFake.start(due)
+        remote = await RemoteFake.start(HERE, "--due", str(due))
         world, fake = remote.world, remote
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.sqlite3"
@@ -210,7 +154,7 @@ if __name__ == "__main__":
     parser.add_argument("--serve-fake", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fake:
-        asyncio.run(serve_fake(args.due))
+        asyncio.run(serve_fake(lambda fake: build_world(fake, args.due), stats))
         raise SystemExit(0)
     if not 0 < args.due <= args.members:
         parser.error("--due must be between 1 and --members")

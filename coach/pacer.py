@@ -24,8 +24,10 @@ class Pacer:
 
     async def wait(self) -> None:
         async with self._lock:
-            delay = self._next - self._clock()
+            slot = self._next
+            delay = slot - self._clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-            self._next = self._clock() + self.interval
+            # Keep the cadence when woken a little late; after a long stall, restart from now (never a burst).
+            self._next = max(slot, self._clock() - self.interval) + self.interval
             self.sent += 1

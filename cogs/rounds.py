@@ -144,6 +144,7 @@ class Rounds(commands.Cog):
         self.bot = bot
         self.tally_delay = TALLY_DELAY
         self._tally_pending: dict[int, asyncio.Task[None]] = {}
+        self._tally_tasks: set[asyncio.Task[None]] = set()
         self._tally_last: dict[int, float] = {}
         self._in_flight = asyncio.Semaphore(IN_FLIGHT)
         self._resume_claims: list[Round] = []
@@ -155,7 +156,7 @@ class Rounds(commands.Cog):
         self._resume_claims = await self.bot.storage.unfinished_claims(since)
 
     async def cog_unload(self) -> None:
-        for task in self._tally_pending.values():
+        for task in list(self._tally_tasks):
             task.cancel()
 
     @property
@@ -344,6 +345,8 @@ class Rounds(commands.Cog):
         wait = max(0.0, self._tally_last.get(round_.id, 0.0) + self.tally_delay - _time.monotonic())
         task = asyncio.create_task(self._flush_tally(round_, max(wait, min(self.tally_delay, 0.5))))
         self._tally_pending[round_.id] = task
+        self._tally_tasks.add(task)
+        task.add_done_callback(self._tally_tasks.discard)
 
     async def _flush_tally(self, round_: Round, delay: float) -> None:
         try:
