@@ -46,10 +46,8 @@ OUTCOME_MARK = {"counted": "🔥", "away": "🌴", "open": "⏳", "missed": "▫
 
 @dataclass(frozen=True)
 class Window:
-    """What a leaderboard counts: points earned at or after `start` (UTC unix seconds).
-
-    `season_id` says which running totals answer it (0 = all time); None means sum the ledger window.
-    """
+    """What a leaderboard counts: points earned at or after `start` (UTC unix seconds) in `period`
+    (week, month, season or all); `season_id` for a season."""
 
     period: str
     start: int
@@ -84,7 +82,7 @@ def window_for(period: str, now: datetime, tz: str, season: tuple[int, str, int]
         sid, name, started = season
         since = datetime.fromtimestamp(started, UTC).astimezone(ZoneInfo(tz)).date()
         return Window("season", started, sid, f"Season: {cut(name, 60)} (since {day_month(since)} {since.year})")
-    return Window("all", 0, 0, "All time")
+    return Window("all", 0, None, "All time")
 
 
 def day_month(day: date) -> str:

@@ -1086,66 +1086,104 @@ class Storage:
 
     # ------------------------------------------------------------ board: scores
 
-    async def board_totals(self, guild_id: int, season_id: int) -> list[BoardScore]:
-        """Everyone with check-in/finish points in all time (season 0) or a season: the running totals."""
+    # Every (period, ledger row) pair as the triggers assign them: all time (0), and per kind the newest
+    # period of the row's server that had started when the row was earned.
+    _LEDGER_BUCKETS = """
+        WITH rows_ AS (SELECT guild_id, user_id, kind, amount, created_at FROM points p {where}),
+        buckets AS (
+            SELECT guild_id, 0 AS period_id, user_id, kind, amount, created_at FROM rows_
+            UNION ALL
+            SELECT r.guild_id, b.id, r.user_id, r.kind, r.amount, r.created_at
+            FROM board_periods b JOIN rows_ r ON r.guild_id = b.guild_id AND r.created_at >= b.starts_at
+            WHERE NOT EXISTS (SELECT 1 FROM board_periods n WHERE n.guild_id = b.guild_id AND n.kind = b.kind
+                              AND n.starts_at <= r.created_at
+                              AND (n.starts_at > b.starts_at OR (n.starts_at = b.starts_at AND n.id > b.id))))
+        SELECT guild_id, period_id, user_id,
+               SUM(CASE WHEN kind IN ('checkin', 'finish') THEN amount ELSE 0 END),
+               SUM(CASE WHEN kind = 'reflection' THEN amount ELSE 0 END),
+               COALESCE(MAX(CASE WHEN kind IN ('checkin', 'finish') THEN created_at END), 0)
+        FROM buckets GROUP BY guild_id, period_id, user_id"""
+
+    async def board_totals(self, guild_id: int, period_id: int) -> list[BoardScore]:
+        """Everyone with check-in/finish points in a period (0 = all time): the running totals."""
         rows = await self.fetchall(
-            "SELECT user_id, points, depth, reached_at FROM board_totals WHERE guild_id = ? AND season_id = ? "
+            "SELECT user_id, points, depth, reached_at FROM board_totals WHERE guild_id = ? AND period_id = ? "
             "AND points > 0",
-            (guild_id, season_id),
+            (guild_id, period_id),
         )
         return [self.BoardScore(*r) for r in rows]
 
-    async def board_window(self, guild_id: int, since: int) -> list[BoardScore]:
-        """Everyone with check-in/finish points earned at or after `since`: summed from the ledger (short windows)."""
-        rows = await self.fetchall(
-            f"""SELECT user_id, SUM(CASE WHEN kind IN {self._BOARD_COUNTED} THEN amount ELSE 0 END) AS pts,
-                       SUM(CASE WHEN kind = 'reflection' THEN amount ELSE 0 END),
-                       COALESCE(MAX(CASE WHEN kind IN {self._BOARD_COUNTED} THEN created_at END), 0)
-                FROM points INDEXED BY points_board WHERE guild_id = ? AND created_at >= ?
-                GROUP BY user_id HAVING pts > 0""",
-            (guild_id, since),
+    async def season_period(self, season_id: int) -> int | None:
+        row = await self.fetchone("SELECT id FROM board_periods WHERE kind = 'season' AND season_id = ?",
+                                  (season_id,))
+        return row[0] if row else None
+
+    async def window_period(self, guild_id: int, kind: str, starts_at: int) -> int:
+        """The server's running totals for the week or month starting at `starts_at` (UTC).
+
+        The first time a new week or month is asked for, its period is created, filled from the ledger (one
+        window sum) and kept up to date by the triggers from then on; the server's other periods of that kind
+        are dropped (they are never shown again)."""
+        row = await self.fetchone(
+            "SELECT id FROM board_periods WHERE guild_id = ? AND kind = ? AND starts_at = ? ORDER BY id DESC LIMIT 1",
+            (guild_id, kind, starts_at),
         )
-        return [self.BoardScore(*r) for r in rows]
+        if row is not None:
+            return row[0]
+        async with self.transaction() as db:
+            async with db.execute(
+                "SELECT id FROM board_periods WHERE guild_id = ? AND kind = ? AND starts_at = ?",
+                (guild_id, kind, starts_at),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:  # another process made it meanwhile
+                return row[0]
+            stale = "(SELECT id FROM board_periods WHERE guild_id = ? AND kind = ?)"
+            await db.execute(f"DELETE FROM board_totals WHERE guild_id = ? AND period_id IN {stale}",
+                             (guild_id, guild_id, kind))
+            await db.execute("DELETE FROM board_periods WHERE guild_id = ? AND kind = ?", (guild_id, kind))
+            async with db.execute(
+                "INSERT INTO board_periods (guild_id, kind, starts_at) VALUES (?, ?, ?) RETURNING id",
+                (guild_id, kind, starts_at),
+            ) as cur:
+                period_id = (await cur.fetchone())[0]
+            await db.execute(
+                f"""INSERT INTO board_totals (guild_id, period_id, user_id, points, depth, reached_at)
+                    SELECT guild_id, ?, user_id, SUM(CASE WHEN kind IN {self._BOARD_COUNTED} THEN amount ELSE 0 END),
+                           SUM(CASE WHEN kind = 'reflection' THEN amount ELSE 0 END),
+                           COALESCE(MAX(CASE WHEN kind IN {self._BOARD_COUNTED} THEN created_at END), 0)
+                    FROM points INDEXED BY points_board WHERE guild_id = ? AND created_at >= ?
+                    GROUP BY guild_id, user_id""",
+                (period_id, guild_id, starts_at),
+            )
+        return period_id
 
     async def board_totals_from_ledger(self, guild_id: int) -> dict[tuple[int, int], tuple[int, int, int]]:
-        """The running totals recomputed from the ledger: {(season_id, user_id): (points, depth, reached_at)}.
+        """The running totals recomputed from the ledger: {(period_id, user_id): (points, depth, reached_at)}.
 
         For audits and tests: must equal what board_totals holds (see rebuild_board_totals)."""
-        rows = await self.fetchall(
-            f"""WITH tagged AS (
-                    SELECT p.user_id, p.kind, p.amount, p.created_at,
-                           (SELECT id FROM seasons s WHERE s.guild_id = p.guild_id AND s.started_at <= p.created_at
-                            ORDER BY s.started_at DESC, s.id DESC LIMIT 1) AS season_id
-                    FROM points p WHERE p.guild_id = ?1),
-                both_ AS (SELECT 0 AS season_id, user_id, kind, amount, created_at FROM tagged
-                          UNION ALL
-                          SELECT season_id, user_id, kind, amount, created_at FROM tagged WHERE season_id IS NOT NULL)
-                SELECT season_id, user_id, SUM(CASE WHEN kind IN {self._BOARD_COUNTED} THEN amount ELSE 0 END),
-                       SUM(CASE WHEN kind = 'reflection' THEN amount ELSE 0 END),
-                       COALESCE(MAX(CASE WHEN kind IN {self._BOARD_COUNTED} THEN created_at END), 0)
-                FROM both_ GROUP BY season_id, user_id""",
-            (guild_id,),
-        )
-        return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+        rows = await self.fetchall(self._LEDGER_BUCKETS.format(where="WHERE p.guild_id = ?"), (guild_id,))
+        return {(r[1], r[2]): (r[3], r[4], r[5]) for r in rows}
 
     async def stored_board_totals(self, guild_id: int) -> dict[tuple[int, int], tuple[int, int, int]]:
         rows = await self.fetchall(
-            "SELECT season_id, user_id, points, depth, reached_at FROM board_totals WHERE guild_id = ? "
+            "SELECT period_id, user_id, points, depth, reached_at FROM board_totals WHERE guild_id = ? "
             "AND (points != 0 OR depth != 0)",
             (guild_id,),
         )
         return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
 
-    async def rebuild_board_totals(self, guild_id: int) -> None:
-        """Recompute a server's running totals from the ledger (the ledger is the source of truth)."""
-        fresh = await self.board_totals_from_ledger(guild_id)
+    async def rebuild_board_totals(self, guild_id: int | None = None) -> None:
+        """Recompute running totals from the ledger (the source of truth): one server, or all of them (after a
+        bulk import that bypassed the triggers, or to repair)."""
+        where, params = ("WHERE p.guild_id = ?", (guild_id,)) if guild_id is not None else ("", ())
         async with self.transaction() as db:
-            await db.execute("DELETE FROM board_totals WHERE guild_id = ?", (guild_id,))
-            await db.executemany(
-                "INSERT INTO board_totals (guild_id, season_id, user_id, points, depth, reached_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(guild_id, sid, uid, *vals) for (sid, uid), vals in fresh.items()],
-            )
+            if guild_id is None:
+                await db.execute("DELETE FROM board_totals")
+            else:
+                await db.execute("DELETE FROM board_totals WHERE guild_id = ?", (guild_id,))
+            await db.execute("INSERT INTO board_totals (guild_id, period_id, user_id, points, depth, reached_at) "
+                             + self._LEDGER_BUCKETS.format(where=where), params)
 
     async def current_streaks(self, guild_id: int, user_ids: Iterable[int], open_date: str | None) -> dict[int, int]:
         """Current streaks of many members at once, by the rules of coach.streaks.compute_streak.
@@ -1206,7 +1244,8 @@ class Storage:
         return row[0]
 
     async def start_season(self, guild_id: int, name: str, now: datetime) -> Season:
-        """A new season from `now`. Points earned in the same second before it, if any, move into it."""
+        """A new season from `now`, with its leaderboard period. Points earned in the same second before it,
+        if any, move into it."""
         ts = to_unix(now)
         async with self.transaction() as db:
             async with db.execute(
@@ -1215,6 +1254,8 @@ class Storage:
                 (guild_id, name, ts),
             ) as cur:
                 season = self.Season(*(await cur.fetchone()))
+            await db.execute("INSERT INTO board_periods (guild_id, kind, starts_at, season_id) VALUES (?, 'season', ?, ?)",
+                             (guild_id, ts, season.id))
             async with db.execute("SELECT 1 FROM points WHERE guild_id = ? AND created_at >= ? LIMIT 1",
                                   (guild_id, ts)) as cur:
                 moved = await cur.fetchone() is not None

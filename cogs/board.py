@@ -68,10 +68,13 @@ class BoardPager(Pager):
     async def render(self, page: int) -> tuple[discord.Embed, int]:
         storage = self.bot.storage
         window = await self.window()
-        if window.season_id is not None:
-            rows = await storage.board_totals(self.guild_id, window.season_id)
+        if window.period == "season":
+            period_id = await storage.season_period(window.season_id) or 0
+        elif window.period in ("week", "month"):
+            period_id = await storage.window_period(self.guild_id, window.period, window.start)
         else:
-            rows = await storage.board_window(self.guild_id, window.start)
+            period_id = 0
+        rows = await storage.board_totals(self.guild_id, period_id)
         scores = [board.Score(r.user_id, r.points, r.depth, r.reached_at) for r in rows]
         page, pages = board.clamp_page(page, len(scores))
         latest = await storage.latest_round(self.guild_id)
@@ -203,7 +206,8 @@ class Board(commands.Cog):
         embed.add_field(name="Depth points", value=f"✨ **{depth:,}**")
         embed.add_field(name="Projects", value=board.finish_rate_text(counts), inline=False)
         recent = [board.streak_day_line(d) for d in streak.days[-board.RECENT_ROUNDS:]]
-        embed.add_field(name=f"Last {len(recent)} rounds, and what each did to the streak",
+        embed.add_field(name=f"Last {len(recent)} round{'s' if len(recent) != 1 else ''}, and what each did to "
+                             "the streak",
                         value=cut_block("\n".join(recent), EMBED_FIELD_VALUE_MAX) if recent else "No rounds yet.",
                         inline=False)
         embed.set_image(url="attachment://heatmap.png")

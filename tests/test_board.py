@@ -94,7 +94,7 @@ async def count_rows(storage: Storage, table: str, guild: int, user: int | None 
 def test_windows_follow_the_servers_calendar() -> None:
     now = utc(2026, 3, 2, 12)  # Monday, 13:00 in Berlin
     week = board.window_for("week", now, "Europe/Berlin", None)
-    assert week.start == to_unix(utc(2026, 3, 1, 23)) and week.season_id is None  # Monday 00:00 Berlin
+    assert week.start == to_unix(utc(2026, 3, 1, 23)) and week.period == "week"  # Monday 00:00 Berlin
     month = board.window_for("month", now, "Europe/Berlin", None)
     assert month.start == to_unix(utc(2026, 2, 28, 23)) and month.label == "March 2026"
     # Sunday 23:30 UTC is already Monday in Berlin but still Sunday in UTC.
@@ -104,7 +104,7 @@ def test_windows_follow_the_servers_calendar() -> None:
     season = board.window_for("season", now, "UTC", (7, "Spring", to_unix(utc(2026, 2, 20))))
     assert (season.season_id, season.start) == (7, to_unix(utc(2026, 2, 20))) and "Spring" in season.label
     assert board.window_for("season", now, "UTC", None).period == "all"  # no season: all time
-    assert board.window_for("all", now, "UTC", None).season_id == 0
+    assert board.window_for("all", now, "UTC", None).start == 0
     with pytest.raises(BadInput):
         board.window_for("decade", now, "UTC", None)
 
@@ -232,26 +232,44 @@ async def test_bulk_streaks_match_compute_streak(tmp_path: Path) -> None:
 
 
 async def test_running_totals_equal_the_ledger(tmp_path: Path) -> None:
+    """All time, seasons, and the lazily made week/month periods: what the triggers keep equals the ledger."""
     storage = await Storage.open(tmp_path / "t.sqlite3")
     try:
-        g = 42
+        g, other = 42, 43
         for i in range(10):
             await checkin(storage, g, 1 + i % 3, MON + timedelta(days=i))
+            await checkin(storage, other, 1, MON + timedelta(days=i))
         await storage.award(g, 2, "finish", 5, "p1", noon(MON + timedelta(days=3)))
         await storage.award(g, 3, "reflection", 2, "l1", noon(MON + timedelta(days=4)))
         season = await storage.start_season(g, "Spring", noon(MON + timedelta(days=5)))
         await storage.award(g, 1, "finish", 5, "p2", noon(MON + timedelta(days=5)))  # same second as the start
+        week = await storage.window_period(g, "week", to_unix(utc(2026, 3, 9)))  # filled from the ledger: days 7..9
+        assert await storage.window_period(g, "week", to_unix(utc(2026, 3, 9))) == week
+        month = await storage.window_period(g, "month", to_unix(utc(2026, 3, 1)))
+        assert {s.user_id: s.points for s in await storage.board_totals(g, week)} == {2: 1, 3: 1, 1: 1}
         for i in range(10, 14):
             await checkin(storage, g, 1 + i % 3, MON + timedelta(days=i))
         await storage.execute("DELETE FROM points WHERE guild_id = ? AND ref = ?", (g, (MON + timedelta(days=12)).isoformat()))
         assert await storage.stored_board_totals(g) == await storage.board_totals_from_ledger(g)
-        in_season = {s.user_id: s.points for s in await storage.board_totals(g, season.id)}
+        in_season = {s.user_id: s.points for s in await storage.board_totals(g, await storage.season_period(season.id))}
         # Points from noon of day 5 on (days 5..13, minus the deleted day 12) and the finish at the start second
         # belong to the season, even those written before the season was started.
         assert in_season == {1: 2 + 5, 2: 3, 3: 3}
+        # Days 7..13 (minus 12) in the week of 9 March; everything in March.
+        assert {s.user_id: s.points for s in await storage.board_totals(g, week)} == {1: 1, 2: 3, 3: 2}
+        assert sum(s.points for s in await storage.board_totals(g, month)) == 14 - 1 + 10  # check-ins, finishes
+        # A new week replaces the old one; the other server is untouched.
+        later = await storage.window_period(g, "week", to_unix(utc(2026, 3, 16)))
+        assert await storage.board_totals(g, week) == [] and later != week
+        assert await storage.stored_board_totals(other) == await storage.board_totals_from_ledger(other)
+        assert await storage.stored_board_totals(g) == await storage.board_totals_from_ledger(g)
         await storage.execute("DELETE FROM board_totals")
         await storage.rebuild_board_totals(g)
         assert await storage.stored_board_totals(g) == await storage.board_totals_from_ledger(g)
+        await storage.execute("UPDATE board_totals SET points = points + 1")
+        await storage.rebuild_board_totals()
+        for guild in (g, other):
+            assert await storage.stored_board_totals(guild) == await storage.board_totals_from_ledger(guild)
     finally:
         await storage.close()
 
@@ -355,11 +373,19 @@ async def test_week_and_month_follow_local_midnight(running: Harness) -> None:
                            (100, utc(2026, 2, 28, 22, 30)),  # 28 Feb 23:30 Berlin: last month
                            (1000, utc(2026, 2, 28, 23, 30))]:  # 1 March 00:30 Berlin: this month
         await storage.award(g, alice, "finish", amount, str(amount), moment)
-    expected = {"week": 10, "month": 1011, "all": 1111, "season": 1111}
-    for period, points in expected.items():
+    await storage.award(g, alice, "reflection", 2, "lesson-1", utc(2026, 3, 2, 9))
+    await storage.award(g, alice, "reflection", 3, "lesson-0", utc(2026, 2, 20, 9))
+    expected = {"week": (10, 2), "month": (1011, 2), "all": (1111, 5), "season": (1111, 5)}
+    for period, (points, depth) in expected.items():
         handle = await running.slash(alice, "leaderboard", {"period": period})
         await handle.response()
-        assert f"**{points:,}** pts" in board_lines(handle.message)[0], period
+        assert f"**{points:,}** pts · 🔥 0 · ✨ {depth}" in board_lines(handle.message)[0], period
+    # The week's running total now follows new points (the triggers), and matches the ledger.
+    await storage.award(g, alice, "finish", 5, "new", utc(2026, 3, 2, 12))
+    handle = await running.slash(alice, "leaderboard", {"period": "week"})
+    await handle.response()
+    assert "**15** pts" in board_lines(handle.message)[0]
+    assert await storage.stored_board_totals(g) == await storage.board_totals_from_ledger(g)
 
 
 async def test_new_season_through_buttons_and_its_boundary(running: Harness) -> None:
@@ -490,6 +516,32 @@ async def test_streak_rules_through_the_scheduler(harness: Harness) -> None:
     assert await storage.away_periods(g, alice) == [("2026-03-05", "2026-03-07"), ("2026-03-13", "2026-03-13")]
     again = await harness.slash(alice, "me back")
     assert "not marked away" in await again.wait_text() and again.ephemeral
+
+
+async def test_end_to_end_round_buttons_then_board_and_stats(running: Harness) -> None:
+    """Real round, real buttons and forms, then /leaderboard and /stats see the answers."""
+    await setup_server(running)
+    await at(running, utc(2026, 3, 2, 19, 0, 5))
+    (round_message,) = running.round_messages()
+    for user, label in ((running.studio.alice, "Finished"), (running.studio.bob, "Skipped")):
+        click = await running.fake.click(round_message, buttons(round_message)[label], user)
+        await click.response()
+        form = click.modal
+        fields = {comp["custom_id"]: ("Night Drive EP" if comp["custom_id"] == "project" else "")
+                  for row in form["components"] for comp in (row.get("components") or [row.get("component")])}
+        submitted = await running.fake.submit_modal(form["custom_id"], fields, user)
+        assert "(+1 point)" in await submitted.wait_text()
+    handle = await running.slash(running.studio.bob, "leaderboard", {"period": "week"})
+    await handle.response()
+    assert board_lines(handle.message) == ["**1.** Alice · **1** pts · 🔥 1 · ✨ 0",
+                                           "**2.** Bob · **1** pts · 🔥 1 · ✨ 0"]
+    assert handle.message["embeds"][0]["fields"][0]["value"].startswith("**#2** of 2")
+    stats = await running.slash(running.studio.bob, "stats", {"member": running.studio.alice})
+    await stats.wait_text()
+    fields = {f["name"].split(",")[0]: f["value"] for f in stats.message["embeds"][0]["fields"]}
+    assert fields["Streak"] == "🔥 **1** now · best **1**"
+    assert fields["Last 1 round"] == "🔥 Mon 2 Mar · answered: finished (+1) → 1"
+    assert "1 started · 0 finished · 0 dropped · 1 active" in fields["Projects"]
 
 
 @pytest.mark.parametrize("until,expected", [
