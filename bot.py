@@ -91,6 +91,11 @@ class BounceBot(commands.Bot):
         gc.freeze()
         log.info("ready as %s in %d servers", self.user, len(self.guilds))
 
+    def guild_channel(self, guild_id: int, channel_id: int) -> discord.abc.GuildChannel | None:
+        """A channel by two dict lookups (Client.get_channel scans every guild: slow with thousands)."""
+        guild = self.get_guild(guild_id)
+        return guild.get_channel(channel_id) if guild is not None else None
+
     async def tick(self) -> None:
         """One pass of the periodic job: every cog with due work takes it (once the guild cache is ready)."""
         await self.wait_until_ready()

@@ -234,7 +234,7 @@ class Lessons(commands.Cog):
         lesson = self.bot.lessons.get(post.lesson_id)
         if lesson is None:
             raise PostFailed("lesson_missing")
-        channel = self.bot.get_channel(post.channel_id)
+        channel = self.bot.guild_channel(post.guild_id, post.channel_id)
         if not isinstance(channel, discord.abc.GuildChannel) or not isinstance(channel, discord.abc.Messageable):
             raise PostFailed("channel_deleted")
         if channel.guild.me is None or missing_permissions(channel, channel.guild.me):

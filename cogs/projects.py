@@ -89,7 +89,7 @@ class Projects(commands.Cog):
         guild = await self.bot.storage.get_guild(guild_id)
         if guild is None:
             return
-        channel = self.bot.get_channel(guild.channel_id)
+        channel = self.bot.guild_channel(guild_id, guild.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return
         text = self.bot.prompts.reply("project_finished_announce", self.bot.rng,
