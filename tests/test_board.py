@@ -127,6 +127,17 @@ def test_streaks_are_fetched_only_for_ties_that_matter() -> None:
     assert board.streaks_needed([], 0, 1) == set()
 
 
+def test_names_are_safe_and_never_escaped_twice() -> None:
+    from coach.text import safe_name
+
+    long = "Producer With A Really Long Display Name That Goes On"
+    assert board.shown_name(long).endswith("…") and len(board.shown_name(long)) <= 32
+    for raw in ("@everyone **Zed**", "DJ_Snake|x", "a\\b"):
+        assert board.shown_name(raw) == board.shown_name(safe_name(raw)) == safe_name(raw)
+    assert "@everyone" not in board.shown_name("@everyone")
+    assert board.shown_name("") is None and board.shown_name(None) is None
+
+
 def test_pages_clamp_to_the_last() -> None:
     assert board.clamp_page(0, 0) == (0, 1)
     assert board.clamp_page(5, 25) == (2, 3)
@@ -758,6 +769,17 @@ async def test_export_by_a_non_admin_gets_no_data(running: Harness) -> None:
     before = len(running.fake.requests)
     with pytest.raises(FakeDiscordError, match="default_member_permissions"):
         await running.slash(running.studio.alice, "coach export")
+    assert not any(r.files for r in running.fake.requests[before:])
+
+
+async def test_export_needs_manage_server_even_if_the_command_was_opened_up(running: Harness) -> None:
+    """A server may open /coach to everyone in Integrations; everyone's check-ins still need Manage Server."""
+    await seed_two_servers(running)
+    coach = next(c for c in running.fake.commands[None] if c["name"] == "coach")
+    coach["default_member_permissions"] = None  # the server's override, as Discord would apply it
+    before = len(running.fake.requests)
+    handle = await running.slash(running.studio.alice, "coach export")
+    assert "Manage Server" in await handle.wait_text() and handle.ephemeral
     assert not any(r.files for r in running.fake.requests[before:])
 
 
