@@ -11,7 +11,7 @@ from coach.errors import BadInput, Conflict
 from coach.prompts import Prompts
 from coach.storage import Checkin, Project, Round, Storage
 from coach.streaks import RoundDay, StreakResult, compute_streak, milestone_reached, nonfinished_run
-from coach.text import NOTE_MAX, safe_title
+from coach.text import NOTE_MAX, safe_name, safe_title
 
 STATUSES = ("finished", "unfinished", "skipped")
 STATUS_LABELS = {"finished": "Finished", "unfinished": "Unfinished", "skipped": "Skipped"}
@@ -82,7 +82,8 @@ async def answer(
     guild_id: int, user_id: int, member_name: str, server_name: str, status: str,
     project_name: str | None, note: str | None, via: str, now: datetime,
 ) -> AnswerOutcome:
-    """Record (or edit) the member's answer to `round_` and choose the coaching reply."""
+    """Record (or edit) the member's answer to `round_` and choose the coaching reply. `member_name` is the raw
+    display name (stored as is, made safe for the reply)."""
     status = check_status(status)
     note = clean_note(note)
     if latest is not None and latest.id != round_.id and latest.local_date > round_.local_date:
@@ -106,7 +107,7 @@ async def answer(
         created=created, first_ever=first_ever, status=status, before=before.current, after=after.current,
         nonfinished=nonfinished_run(recent),  # type: ignore[arg-type]
     )
-    reply = prompts.reply(situation, rng, member=member_name, project=safe_title(project.name) if project else "",
+    reply = prompts.reply(situation, rng, member=safe_name(member_name), project=safe_title(project.name) if project else "",
                           streak=after.current, server=server_name)
     return AnswerOutcome(checkin, created, project, project_created, after, situation, reply)
 

@@ -29,7 +29,7 @@ from coach.prompts import Prompts
 from coach.schedule import format_days, next_occurrence, parse_days, parse_time, parse_timezone
 from coach.storage import Storage
 from coach.streaks import nonfinished_run
-from coach.text import ts
+from coach.text import safe_name, safe_title, ts
 from coach.textparse import ParsedReply
 
 log = logging.getLogger("bounce.dm")
@@ -305,7 +305,7 @@ async def answer(
     recent = [c.status for c in reversed(await storage.member_checkins(guild_id, user_id))][:10]
     situation = choose_situation(created=created, first_ever=first_ever, status=status, before=before.current,
                                  after=after.current, nonfinished=nonfinished_run(recent))  # type: ignore[arg-type]
-    reply = prompts.reply(situation, rng, member=member_name, project=project.name if project else "",
+    reply = prompts.reply(situation, rng, member=safe_name(member_name), project=safe_title(project.name) if project else "",
                           streak=after.current, server=server_name)
     return AnswerOutcome(checkin, created, project, project_created, after, situation, reply)
 

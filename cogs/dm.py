@@ -310,7 +310,7 @@ class DMs(commands.Cog):
         guild = self.bot.get_guild(round_.guild_id)
         server = safe_name(guild.name if guild else "your server", 60)
         outcome = await dm.answer(
-            self.storage, self.bot.prompts, self.bot.rng, dm_round=round_, member_name=safe_name(member_name(user)),
+            self.storage, self.bot.prompts, self.bot.rng, dm_round=round_, member_name=member_name(user),
             server_name=server, status=status, project_name=project, note=note, via=via, now=self.bot.clock.now(),
         )
         await self.storage.clear_dm_pending(user.id)

@@ -318,7 +318,7 @@ class Rounds(commands.Cog):
         guild_name = interaction.guild.name if interaction.guild else "the server"
         outcome = await checkins.answer(
             self.storage, self.bot.prompts, self.bot.rng, round_=round_, latest=latest,
-            guild_id=round_.guild_id, user_id=interaction.user.id, member_name=safe_name(member_name(interaction.user)),
+            guild_id=round_.guild_id, user_id=interaction.user.id, member_name=member_name(interaction.user),
             server_name=guild_name, status=status, project_name=project, note=note, via=via,
             now=self.bot.clock.now(),
         )
