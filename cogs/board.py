@@ -19,7 +19,7 @@ from coach.heatmap import render_heatmap
 from coach.storage import Round
 from coach.streaks import checkin_rate, compute_streak
 from coach.text import EMBED_FIELD_VALUE_MAX, cut, cut_block, escape_markdown, safe_name
-from cogs.common import NO_PINGS, bot_of, guarded, member_name, reply
+from cogs.common import NO_PINGS, ConfirmButton, confirm_view, confirmable, member_name, reply
 from cogs.pages import Pager, register, setup_pages
 
 if TYPE_CHECKING:
@@ -111,29 +111,7 @@ def _board_pager(bot: BounceBot, args: list[str]) -> Pager:
     return BoardPager(bot, int(args[0]), args[1], int(args[2]))
 
 
-# ---------------------------------------------------------------------------------------------- season button
-
-
-class SeasonButton(discord.ui.DynamicItem[discord.ui.Button],
-                   template=r"bounce:ns:(?P<user>\d+):(?P<token>\d+):(?P<act>[yn])"):
-    """Confirm or cancel `/coach new-season`. Only the admin who asked can click it."""
-
-    def __init__(self, user_id: int, token: int, act: str) -> None:
-        super().__init__(discord.ui.Button(
-            label="Start the new season" if act == "y" else "Cancel",
-            style=discord.ButtonStyle.success if act == "y" else discord.ButtonStyle.secondary,
-            custom_id=f"bounce:ns:{user_id}:{token}:{act}",
-        ))
-        self.user_id, self.token, self.act = user_id, token, act
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
-        return cls(int(match["user"]), int(match["token"]), match["act"])
-
-    @guarded
-    async def callback(self, interaction: discord.Interaction) -> None:
-        cog: Board = bot_of(interaction).get_cog("Board")  # type: ignore[assignment]
-        await cog.confirm_season(interaction, self.user_id, self.token, self.act == "y")
+confirmable("ns", cog="Board", method="confirm_season", yes="Start the new season", no="Cancel")
 
 
 class Board(commands.Cog):
@@ -142,7 +120,7 @@ class Board(commands.Cog):
 
     async def cog_load(self) -> None:
         setup_pages(self.bot)
-        self.bot.add_dynamic_items(SeasonButton)
+        self.bot.add_dynamic_items(ConfirmButton)
 
     @property
     def storage(self):  # noqa: ANN201
@@ -227,10 +205,7 @@ class Board(commands.Cog):
                 "fresh points by default. Nothing is deleted: `/leaderboard period:all` still shows all of it.")
         if current:
             text += f"\nThis closes **{escape_markdown(cut(current.name, 60))}**."
-        view = discord.ui.View(timeout=None)
-        view.add_item(SeasonButton(interaction.user.id, token, "y"))
-        view.add_item(SeasonButton(interaction.user.id, token, "n"))
-        await reply(interaction, text, view=view)
+        await reply(interaction, text, view=confirm_view("ns", interaction.user.id, token))
 
     async def confirm_season(self, interaction: discord.Interaction, user_id: int, token: int, go: bool) -> None:
         if interaction.user.id != user_id or interaction.guild_id is None:

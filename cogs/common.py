@@ -114,3 +114,45 @@ def stateless(view: discord.ui.View) -> discord.ui.View:
     per sent message in memory (10,000 round posts would otherwise be 10,000 stored views)."""
     view.stop()
     return view
+
+
+CONFIRMS: dict[str, tuple[str, str, str, str, discord.ButtonStyle]] = {}
+
+
+def confirmable(kind: str, *, cog: str, method: str, yes: str, no: str,
+                style: discord.ButtonStyle = discord.ButtonStyle.success) -> None:
+    """Register a confirm/cancel pair: `cog.method(interaction, owner_id, token, confirmed)` handles the click."""
+    CONFIRMS[kind] = (cog, method, yes, no, style)
+
+
+class ConfirmButton(discord.ui.DynamicItem[discord.ui.Button],
+                    template=r"bounce:(?P<kind>[a-z]{2}):(?P<user>\d+):(?P<token>\d+):(?P<act>[yn])"):
+    """Confirm or cancel something only its owner may decide (new season, forget my data). Survives restarts:
+    the custom_id carries the kind, the owner and a token."""
+
+    def __init__(self, kind: str, user_id: int, token: int, act: str) -> None:
+        _, _, yes, no, style = CONFIRMS[kind]
+        super().__init__(discord.ui.Button(
+            label=yes if act == "y" else no, style=style if act == "y" else discord.ButtonStyle.secondary,
+            custom_id=f"bounce:{kind}:{user_id}:{token}:{act}",
+        ))
+        self.kind, self.user_id, self.token, self.act = kind, user_id, token, act
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
+        if match["kind"] not in CONFIRMS:
+            raise ValueError(f"unknown confirm kind {match['kind']!r}")
+        return cls(match["kind"], int(match["user"]), int(match["token"]), match["act"])
+
+    @guarded
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog_name, method, *_ = CONFIRMS[self.kind]
+        handler = getattr(bot_of(interaction).get_cog(cog_name), method)
+        await handler(interaction, self.user_id, self.token, self.act == "y")
+
+
+def confirm_view(kind: str, user_id: int, token: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(ConfirmButton(kind, user_id, token, "y"))
+    view.add_item(ConfirmButton(kind, user_id, token, "n"))
+    return view

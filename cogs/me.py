@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -16,32 +16,14 @@ from coach.errors import Conflict, NotAllowed
 from coach.text import ts
 from cogs.admin import days_autocomplete, timezone_autocomplete
 from cogs.board import guild_tz
-from cogs.common import bot_of, guarded, member_name, reply
+from cogs.common import ConfirmButton, confirm_view, confirmable, member_name, reply
 
 if TYPE_CHECKING:
     from bot import BounceBot
 
 
-class ForgetButton(discord.ui.DynamicItem[discord.ui.Button],
-                   template=r"bounce:fg:(?P<user>\d+):(?P<token>\d+):(?P<act>[yn])"):
-    """Confirm or cancel `/me forget`. Only the member whose data it is can click it."""
-
-    def __init__(self, user_id: int, token: int, act: str) -> None:
-        super().__init__(discord.ui.Button(
-            label="Delete my data" if act == "y" else "Keep it",
-            style=discord.ButtonStyle.danger if act == "y" else discord.ButtonStyle.secondary,
-            custom_id=f"bounce:fg:{user_id}:{token}:{act}",
-        ))
-        self.user_id, self.token, self.act = user_id, token, act
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
-        return cls(int(match["user"]), int(match["token"]), match["act"])
-
-    @guarded
-    async def callback(self, interaction: discord.Interaction) -> None:
-        cog: Me = bot_of(interaction).get_cog("Me")  # type: ignore[assignment]
-        await cog.confirm_forget(interaction, self.user_id, self.token, self.act == "y")
+confirmable("fg", cog="Me", method="confirm_forget", yes="Delete my data", no="Keep it",
+            style=discord.ButtonStyle.danger)
 
 
 class Me(commands.Cog):
@@ -52,7 +34,7 @@ class Me(commands.Cog):
         self.bot = bot
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(ForgetButton)
+        self.bot.add_dynamic_items(ConfirmButton)
 
     @me.command(name="announce", description="Turn the public celebration of your finished projects on or off.")
     @app_commands.describe(switch="on: celebrate in the channel; off: keep it quiet")
@@ -133,9 +115,7 @@ class Me(commands.Cog):
         assert interaction.guild_id is not None
         now = self.bot.clock.now()
         token = await self.bot.storage.put_confirm(interaction.guild_id, interaction.user.id, "forget", None, now)
-        view = discord.ui.View(timeout=None)
-        view.add_item(ForgetButton(interaction.user.id, token, "y"))
-        view.add_item(ForgetButton(interaction.user.id, token, "n"))
+        view = confirm_view("fg", interaction.user.id, token)
         expires = now + board.CONFIRM_MAX_AGE
         await reply(interaction, "This deletes everything Bounce keeps about you **in this server**: check-ins, "
                                  "projects, points, streak history, reflections, away days and DM check-in "
