@@ -191,8 +191,8 @@ class Admin(commands.Cog):
             await self.admin_reply(interaction, "Already paused. `/coach resume` starts it again.")
             return
         await self.storage.set_paused(guild.guild_id, True, None, self.now())
-        await self.admin_reply(interaction, "Paused. No check-ins will be posted until `/coach resume`; "
-                                            "everyone's history stays as it is.")
+        await self.admin_reply(interaction, "Paused. No check-ins, DM check-ins or lessons go out until "
+                                            "`/coach resume`; everyone's history stays as it is.")
 
     @coach.command(name="resume", description="Start the scheduled check-ins again.")
     async def resume(self, interaction: discord.Interaction) -> None:
