@@ -170,6 +170,12 @@ class Admin(commands.Cog):
                 runs.append(f"{ts(occ.due_utc)} ({ts(occ.due_utc, 'R')})")
                 after = occ.due_utc
             embed.add_field(name="Next runs", value="\n".join(runs), inline=False)
+        lessons = await self.storage.get_lesson_schedule(guild.guild_id)
+        if lessons is not None:
+            when = f"{WEEKDAY_LONG[lessons.weekday]}s at {lessons.time_local} ({lessons.timezone})"
+            if lessons.next_due and not guild.paused:
+                when += f", next {ts(from_unix(lessons.next_due), 'R')}"
+            embed.add_field(name="Lessons", value=f"<#{lessons.channel_id}>, {when}", inline=False)
         latest = await self.storage.latest_round(guild.guild_id)
         if latest and latest.message_id:
             link = f"https://discord.com/channels/{guild.guild_id}/{latest.channel_id}/{latest.message_id}"

@@ -464,3 +464,10 @@ async def test_two_processes_claim_a_due_lesson_once(tmp_path) -> None:  # noqa:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_coach_show_lists_the_lesson_schedule(running: Harness) -> None:
+    await running.setup_checkin("20:00", "Europe/Berlin")
+    await configure(running, weekday=2, time="09:15")
+    text = await (await running.slash(running.studio.admin, "coach show")).wait_text()
+    assert "Lessons" in text and "Wednesdays at 09:15 (Europe/Berlin)" in text
