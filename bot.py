@@ -63,6 +63,7 @@ class BounceBot(commands.Bot):
         self.lessons = lessons or load_lessons(settings.lessons_dir)
         self.rng = rng or random.Random()
         self.pacer = Pacer(settings.send_budget_per_second)
+        self._pace_every_request()
         self.grace = timedelta(hours=settings.grace_hours)
         self.run_scheduler = run_scheduler
         self.scheduler: AsyncIOScheduler | None = None
@@ -70,6 +71,19 @@ class BounceBot(commands.Bot):
         self.synced = False
         self._tick_lock = asyncio.Lock()
         self.catch_up_task: asyncio.Task[None] | None = None
+
+    def _pace_every_request(self) -> None:
+        """Every bot-authenticated REST request waits for the global send budget: channel posts, DMs, edits,
+        start-up calls alike. Interaction callbacks and webhook follow-ups are exempt from Discord's global limit,
+        so answering a member is never queued behind a fan-out."""
+        send = self.http.request
+
+        async def paced(route: discord.http.Route, **kwargs: Any) -> Any:
+            if not route.path.startswith(("/interactions/", "/webhooks/")):
+                await self.pacer.wait()
+            return await send(route, **kwargs)
+
+        self.http.request = paced  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
         if self.storage is None:

@@ -288,7 +288,6 @@ class Board(commands.Cog):
         embed = await self.recap_embed(round_, monday, board.RecapStats(held, answers, active),
                                        getattr(getattr(channel, "guild", None), "name", "") or "the server")
         try:
-            await self.bot.pacer.wait()
             message = await channel.send(embed=embed, allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             log.warning("guild %s: weekly recap for %s not posted: %s", guild_id, week, exc)

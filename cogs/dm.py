@@ -194,8 +194,7 @@ class DMs(commands.Cog):
             channel = self.bot.get_partial_messageable(channel_id, type=discord.ChannelType.private)
             prompt = self.bot.prompts.reply("dm_round", self.bot.rng, server=server)
             content = cut_block(dm.round_text(prompt, server, round_.local_date, round_.late), CONTENT_MAX)
-            await self.bot.pacer.wait()
-            message = await channel.send(content=content, view=round_view(round_.id), allowed_mentions=NO_PINGS,
+            message = await channel.send(content=content, view=stateless(round_view(round_.id)), allowed_mentions=NO_PINGS,
                                          nonce=nonce_for("dm", round_.id))
         except discord.Forbidden as exc:
             if exc.code == 50007:
@@ -219,7 +218,6 @@ class DMs(commands.Cog):
 
     async def open_dm_channel(self, user_id: int) -> int:
         """The DM channel with a member: created once (one request), then stored."""
-        await self.bot.pacer.wait()
         channel = await self.bot.create_dm(discord.Object(user_id))
         await self.storage.set_dm_channel(user_id, channel.id, self.bot.clock.now())
         return channel.id
@@ -364,7 +362,6 @@ class DMs(commands.Cog):
 
     async def _send_dm_reply(self, channel: discord.abc.Messageable, text: str, view: discord.ui.View | None) -> None:
         try:
-            await self.bot.pacer.wait()
             kwargs: dict[str, Any] = {"content": cut_block(text, CONTENT_MAX), "allowed_mentions": NO_PINGS}
             if view is not None:
                 kwargs["view"] = view

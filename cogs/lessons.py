@@ -240,7 +240,6 @@ class Lessons(commands.Cog):
         if channel.guild.me is None or missing_permissions(channel, channel.guild.me):
             raise PostFailed("missing_permission")  # known before asking: no 403 toward Discord's ban counter
         async with self._in_flight:
-            await self.bot.pacer.wait()
             try:
                 message = await channel.send(embed=lesson_embed(lesson), view=stateless(lesson_view(lesson.id)),
                                              nonce=nonce_for("lesson", post.id))

@@ -96,7 +96,6 @@ class Projects(commands.Cog):
                                       member=f"<@{user_id}>", project=safe_title(project.name),
                                       streak=0, server=server)
         try:
-            await self.bot.pacer.wait()
             await channel.send(text, allowed_mentions=discord.AllowedMentions(
                 everyone=False, roles=False, users=[discord.Object(user_id)]))
         except discord.HTTPException as exc:

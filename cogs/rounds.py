@@ -248,7 +248,6 @@ class Rounds(commands.Cog):
             content = f"<@&{guild.role_id}>"
             mentions = discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(guild.role_id)])
         async with self._in_flight:
-            await self.bot.pacer.wait()
             try:
                 message = await channel.send(content=content, embed=embed, view=stateless(round_view(round_.id)),
                                              allowed_mentions=mentions, nonce=nonce_for("round", round_.id))
@@ -376,7 +375,6 @@ class Rounds(commands.Cog):
                 return
             server = getattr(getattr(channel, "guild", None), "name", "") or "your server"
             embed = round_embed(round_, self.prompt_text(round_, server), counts, guild.timezone)
-            await self.bot.pacer.wait()
             await channel.get_partial_message(round_.message_id).edit(embed=embed)  # type: ignore[union-attr]
         except discord.HTTPException as exc:
             log.warning("could not update the tally of round %s: %s", round_.id, exc)
