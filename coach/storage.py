@@ -196,17 +196,20 @@ class Storage:
             else:
                 await self.db.execute("COMMIT")
 
+    # Single statements wait while another task holds a transaction on the shared connection, so they can never
+    # land inside it (and be rolled back with it). Never call these inside `transaction()`: use its `db`.
+
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self.db.execute(sql, tuple(params)) as cur:
+        async with self._tx_lock, self.db.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self.db.execute(sql, tuple(params)) as cur:
+        async with self._tx_lock, self.db.execute(sql, tuple(params)) as cur:
             return list(await cur.fetchall())
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement; returns the number of rows changed."""
-        async with self.db.execute(sql, tuple(params)) as cur:
+        async with self._tx_lock, self.db.execute(sql, tuple(params)) as cur:
             return cur.rowcount
 
     # ------------------------------------------------------------ meta
@@ -1442,8 +1445,8 @@ class Storage:
         for table in await self._tables_with("guild_id", "user_id"):
             if table in ("board_totals", "board_confirms"):
                 continue
-            async with self.db.execute(f'SELECT * FROM "{table}" WHERE guild_id = ? AND user_id = ?',
-                                       (guild_id, user_id)) as cur:
+            async with self._tx_lock, self.db.execute(
+                    f'SELECT * FROM "{table}" WHERE guild_id = ? AND user_id = ?', (guild_id, user_id)) as cur:
                 names = [d[0] for d in cur.description]
                 out[table] = [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
         return out

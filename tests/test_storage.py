@@ -99,3 +99,28 @@ def test_broken_prompt_file_stops_the_bot_at_start(tmp_path: Path) -> None:
                             text=True, timeout=60)
     assert result.returncode == 2
     assert "replies.toml [valley]" in result.stderr and "{mood}" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_a_rolled_back_transaction_never_takes_a_concurrent_write_with_it(tmp_path: Path) -> None:
+    import asyncio
+
+    store = await Storage.open(tmp_path / "b.sqlite3")
+    opened = asyncio.Event()
+
+    async def failing_transaction() -> None:
+        async with store.transaction() as db:
+            await db.execute("INSERT INTO meta (key, value) VALUES ('doomed', 'x')")
+            opened.set()
+            await asyncio.sleep(0.05)
+            raise RuntimeError("boom")
+
+    try:
+        task = asyncio.create_task(failing_transaction())
+        await opened.wait()
+        await store.set_meta("kept", "yes")  # waits for the transaction instead of joining it
+        with pytest.raises(RuntimeError):
+            await task
+        assert await store.get_meta("kept") == "yes"
+        assert await store.get_meta("doomed") is None
+    finally:
+        await store.close()
