@@ -285,9 +285,6 @@ class Storage:
         )
         return row[0] if row else None
 
-    async def mark_guild_removed(self, guild_id: int, removed_at: int | None) -> None:
-        await self.execute("UPDATE guild_settings SET removed_at = ? WHERE guild_id = ?", (removed_at, guild_id))
-
     # ------------------------------------------------------------ rounds
 
     async def claim_round(
@@ -1481,6 +1478,10 @@ class Storage:
             return False
         await self.execute("UPDATE guild_settings SET removed_at = NULL WHERE guild_id = ?", (guild_id,))
         return True
+
+    async def present_guild_ids(self) -> set[int]:
+        """Servers with a check-in set up and not marked removed."""
+        return {r[0] for r in await self.fetchall("SELECT guild_id FROM guild_settings WHERE removed_at IS NULL")}
 
     async def removed_at(self, guild_id: int) -> int | None:
         row = await self.fetchone("SELECT removed_at FROM guild_removals WHERE guild_id = ?", (guild_id,))

@@ -328,6 +328,16 @@ class Board(commands.Cog):
                  guild.id, board.PURGE_AFTER)
 
     @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        # Removed while we were offline: no event arrives, but the server is missing from READY. (Servers in an
+        # outage are still listed there, as unavailable.) Marking only starts the 30-day clock; a return clears it.
+        present = {g.id for g in self.bot.guilds}
+        for guild_id in await self.storage.present_guild_ids() - present:
+            await self.storage.mark_removed(guild_id, self.bot.clock.now())
+            log.info("guild %s is gone since my last start; its data will be purged in %s unless I'm added back",
+                     guild_id, board.PURGE_AFTER)
+
+    @commands.Cog.listener()
     async def on_guild_join(self, guild: discord.Guild) -> None:
         await self.returned(guild)
 

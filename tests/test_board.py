@@ -869,3 +869,24 @@ async def test_removed_server_is_purged_after_30_days_unless_added_back(running:
         assert await count_rows(storage, table, g) == 0, table
     assert await count_rows(storage, "checkins", other) == 1
     assert await count_rows(storage, "checkins", kept) == 1
+
+
+async def test_server_removed_while_offline_is_marked_at_next_start(harness: Harness) -> None:
+    await harness.start()
+    await harness.setup_checkin("20:00", "Europe/Berlin")
+    await harness.stop()
+    gone = harness.fake.guilds.pop(harness.studio.guild)  # kicked while the bot was down: no event reaches it
+    for cid in gone.channels:
+        harness.fake.channel_guild.pop(cid, None)
+    await harness.start()
+    assert await eventually_async(lambda: harness.bot.storage.removed_at(harness.studio.guild))
+
+
+async def eventually_async(probe, timeout: float = 3.0):  # noqa: ANN001, ANN201, ASYNC109
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await probe()
+        if value or loop.time() > deadline:
+            return value
+        await asyncio.sleep(0.02)
