@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -103,6 +104,30 @@ def guarded(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T | None]]
             return None
 
     return wrapper
+
+
+def submitted_values(data: dict) -> dict[str, str]:
+    """Text input values of a modal submit, by custom_id (action rows or label components)."""
+    values: dict[str, str] = {}
+    for row in data.get("components", []):
+        for comp in row.get("components") or [row.get("component") or {}]:
+            if "custom_id" in comp and isinstance(comp.get("value"), str):
+                values[comp["custom_id"]] = comp["value"]
+    return values
+
+
+def orphaned_form(interaction: discord.Interaction, pattern: re.Pattern[str]
+                  ) -> tuple[re.Match[str], dict[str, str]] | None:
+    """A submit of one of our forms that has no live Modal object (it was opened before a restart): its custom_id
+    match and values, for the cog to handle itself. None for anything else, or when discord.py will handle it."""
+    if interaction.type is not discord.InteractionType.modal_submit:
+        return None
+    data = interaction.data or {}
+    custom_id = data.get("custom_id", "")
+    match = pattern.fullmatch(custom_id)
+    if match is None or custom_id in interaction.client._connection._view_store._modals:  # live Modal
+        return None
+    return match, submitted_values(data)  # type: ignore[arg-type]
 
 
 def member_name(user: discord.abc.User) -> str:

@@ -19,8 +19,8 @@ from coach.errors import BadInput, NotAllowed, NotFound
 from coach.rounds import nonce_for
 from coach.text import CONTENT_MAX, cut, cut_block, escape_markdown, safe_name
 from coach.textparse import parse_reply
-from cogs.common import NO_PINGS, bot_of, guarded, member_name, reply, stateless
-from cogs.rounds import CODE_OF, CODES, EMOJI, STYLES, AnswerForm, submitted_values
+from cogs.common import NO_PINGS, bot_of, guarded, member_name, orphaned_form, reply, stateless
+from cogs.rounds import CODE_OF, CODES, EMOJI, STYLES, AnswerForm
 
 if TYPE_CHECKING:
     from bot import BounceBot
@@ -274,13 +274,10 @@ class DMs(commands.Cog):
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """A DM form opened before a restart has no live Modal object any more: answer its submit here."""
-        if interaction.type is not discord.InteractionType.modal_submit:
+        found = orphaned_form(interaction, MODAL_ID)
+        if found is None:
             return
-        custom_id = (interaction.data or {}).get("custom_id", "")
-        match = MODAL_ID.fullmatch(custom_id)
-        if match is None or custom_id in self.bot._connection._view_store._modals:  # live: discord.py handles it
-            return
-        values = submitted_values(interaction.data or {})  # type: ignore[arg-type]
+        match, values = found
         await guarded(self.record)(interaction, int(match["round"]), CODES[match["code"]], values.get("project"),
                                    values.get("note"), "dm_button")
 

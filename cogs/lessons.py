@@ -42,9 +42,9 @@ from coach.text import (
     ts,
 )
 from cogs.admin import missing_permissions
-from cogs.common import bot_of, guarded, member_name, reply, stateless
+from cogs.common import bot_of, guarded, member_name, orphaned_form, reply, stateless
 from cogs.pages import PAGE_SIZE, Pager, register, setup_pages
-from cogs.rounds import PostFailed, classify, submitted_values
+from cogs.rounds import PostFailed, classify
 
 if TYPE_CHECKING:
     from bot import BounceBot
@@ -329,14 +329,10 @@ class Lessons(commands.Cog):
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """A form opened before a restart has no live Modal object any more: take its submit here."""
-        if interaction.type is not discord.InteractionType.modal_submit:
-            return
-        custom_id = (interaction.data or {}).get("custom_id", "")
-        match = MODAL_ID.fullmatch(custom_id)
-        if match is None or custom_id in self.bot._connection._view_store._modals:  # live: discord.py handles it
-            return
-        await guarded(self.save)(interaction, match["lesson"], submitted_values(interaction.data or {})
-                                 .get("reflection"))
+        found = orphaned_form(interaction, MODAL_ID)
+        if found is not None:
+            match, values = found
+            await guarded(self.save)(interaction, match["lesson"], values.get("reflection"))
 
     async def save(self, interaction: discord.Interaction, lesson_id: str, text: str | None) -> None:
         guild_id, user = interaction.guild_id, interaction.user

@@ -22,7 +22,7 @@ from coach.errors import Conflict, NotFound
 from coach.rounds import decide, next_due_for, nonce_for
 from coach.storage import GuildSettings, Round
 from coach.text import MODAL_TITLE_MAX, NOTE_MAX, PROJECT_NAME_MAX, cut, safe_name, safe_title, ts
-from cogs.common import NO_PINGS, bot_of, guarded, member_name, reply, stateless
+from cogs.common import NO_PINGS, bot_of, guarded, member_name, orphaned_form, reply, stateless
 
 if TYPE_CHECKING:
     from bot import BounceBot
@@ -116,16 +116,6 @@ def round_view(round_id: int) -> discord.ui.View:
 
 
 MODAL_ID = re.compile(r"bounce:m:(?P<round>\d+):(?P<code>[fus]):\d+")
-
-
-def submitted_values(data: dict) -> dict[str, str]:
-    """Text input values of a modal submit, by custom_id (action rows or label components)."""
-    values: dict[str, str] = {}
-    for row in data.get("components", []):
-        for comp in row.get("components") or [row.get("component") or {}]:
-            if "custom_id" in comp and isinstance(comp.get("value"), str):
-                values[comp["custom_id"]] = comp["value"]
-    return values
 
 
 class AnswerForm(discord.ui.Modal):
@@ -294,13 +284,10 @@ class Rounds(commands.Cog):
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """A form opened before a restart has no live Modal object any more: answer its submit here."""
-        if interaction.type is not discord.InteractionType.modal_submit:
+        found = orphaned_form(interaction, MODAL_ID)
+        if found is None:
             return
-        custom_id = (interaction.data or {}).get("custom_id", "")
-        match = MODAL_ID.fullmatch(custom_id)
-        if match is None or custom_id in self.bot._connection._view_store._modals:  # live: discord.py handles it
-            return
-        values = submitted_values(interaction.data or {})
+        match, values = found
         await guarded(self.record)(interaction, int(match["round"]), CODES[match["code"]], values.get("project"),
                                    values.get("note"), "button")
 
