@@ -20,7 +20,7 @@ from coach.rounds import nonce_for
 from coach.text import CONTENT_MAX, cut, cut_block, escape_markdown, safe_name
 from coach.textparse import parse_reply
 from cogs.common import NO_PINGS, bot_of, guarded, member_name, orphaned_form, reply, stateless
-from cogs.rounds import CODE_OF, CODES, EMOJI, STYLES, AnswerForm
+from cogs.rounds import CODE_OF, CODES, AnswerForm, status_button
 
 if TYPE_CHECKING:
     from bot import BounceBot
@@ -37,10 +37,7 @@ class DMAnswerButton(discord.ui.DynamicItem[discord.ui.Button], template=r"bounc
     """Finished / Unfinished / Skipped on a DM round: opens the same short form as the channel round."""
 
     def __init__(self, dm_round_id: int, status: str, label: str | None = None) -> None:
-        super().__init__(discord.ui.Button(
-            label=label or STATUS_LABELS[status], style=STYLES[status], emoji=EMOJI[status],
-            custom_id=f"bounce:d:{dm_round_id}:{CODE_OF[status]}",
-        ))
+        super().__init__(status_button(f"bounce:d:{dm_round_id}", status, label=label))
         self.dm_round_id = dm_round_id
         self.status = status
 
@@ -57,10 +54,8 @@ class DMPickButton(discord.ui.DynamicItem[discord.ui.Button], template=r"bounce:
     """A reply's server, when the status was clear: logs it at once with the reply's note."""
 
     def __init__(self, dm_round_id: int, status: str, label: str = "") -> None:
-        super().__init__(discord.ui.Button(
-            label=label or STATUS_LABELS[status], style=discord.ButtonStyle.primary, emoji=EMOJI[status],
-            custom_id=f"bounce:dp:{dm_round_id}:{CODE_OF[status]}",
-        ))
+        super().__init__(status_button(f"bounce:dp:{dm_round_id}", status, label=label or None,
+                                       style=discord.ButtonStyle.primary))
         self.dm_round_id = dm_round_id
         self.status = status
 

@@ -87,14 +87,18 @@ def tally_line(counts: dict[str, int]) -> str:
     return " · ".join(f"{EMOJI[s]} {STATUS_LABELS[s]} **{counts.get(s, 0)}**" for s in STATUS_LABELS)
 
 
+def status_button(prefix: str, status: str, *, label: str | None = None,
+                  style: discord.ButtonStyle | None = None) -> discord.ui.Button:
+    """A Finished / Unfinished / Skipped button whose custom_id is `<prefix>:<f|u|s>`."""
+    return discord.ui.Button(label=label or STATUS_LABELS[status], style=style or STYLES[status],
+                             emoji=EMOJI[status], custom_id=f"{prefix}:{CODE_OF[status]}")
+
+
 class AnswerButton(discord.ui.DynamicItem[discord.ui.Button], template=r"bounce:a:(?P<round>\d+):(?P<code>[fus])"):
     """Finished / Unfinished / Skipped on a round message. The custom_id carries all it needs."""
 
     def __init__(self, round_id: int, status: str) -> None:
-        super().__init__(discord.ui.Button(
-            label=STATUS_LABELS[status], style=STYLES[status], emoji=EMOJI[status],
-            custom_id=f"bounce:a:{round_id}:{CODE_OF[status]}",
-        ))
+        super().__init__(status_button(f"bounce:a:{round_id}", status))
         self.round_id = round_id
         self.status = status
 
