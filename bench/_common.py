@@ -131,6 +131,38 @@ class RemoteFake:
         await self.proc.wait()
 
 
+class LocalFake:
+    """The same handle as RemoteFake for a stand-in running in this process (`--in-process`)."""
+
+    def __init__(self, fake: FakeDiscord, world: dict[str, Any],
+                 stats: Callable[[FakeDiscord, int], dict[str, Any]]) -> None:
+        self.fake, self.world, self._stats, self._mark = fake, world, stats, 0
+
+    def __getattr__(self, name: str) -> Any:  # token, api_base, gateway_url, ready… for run_client
+        return getattr(self.fake, name)
+
+    async def call(self, command: str) -> dict[str, Any]:
+        if command == "mark":
+            self._mark = len(self.fake.requests)
+            return {}
+        return self._stats(self.fake, self._mark)
+
+    async def stop(self) -> None:
+        await self.fake.stop()
+
+
+async def launch_fake(in_process: bool, build_world: Callable[[FakeDiscord], dict[str, Any]],
+                      stats: Callable[[FakeDiscord, int], dict[str, Any]], script: str,
+                      *args: str) -> LocalFake | RemoteFake:
+    """The loopback Discord for a fan-out benchmark: in a child process (default, as Discord runs elsewhere)
+    or in this one. Either answers `call("mark")`, `call("stats")` and `stop()`."""
+    if not in_process:
+        return await RemoteFake.start(script, *args)
+    fake = FakeDiscord(global_rate_limit=50)
+    await fake.start()
+    return LocalFake(fake, build_world(fake), stats)
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -144,5 +176,5 @@ def line(name: str, value: float, unit: str, target: str, ok: bool) -> str:
     return f"{name}: {value:,.1f} {unit} (target {target})  {verdict(ok)}"
 
 
-__all__ = ["ROOT", "FakeDiscord", "FixedClock", "RemoteFake", "StallMonitor", "serve_fake", "line", "percentile", "start_bot", "statistics",
+__all__ = ["ROOT", "FakeDiscord", "FixedClock", "LocalFake", "RemoteFake", "StallMonitor", "launch_fake", "serve_fake", "line", "percentile", "start_bot", "statistics",
            "stop_bot", "time"]

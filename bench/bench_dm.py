@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import FakeDiscord, FixedClock, RemoteFake, StallMonitor, line, serve_fake, start_bot, stop_bot
+from _common import FakeDiscord, FixedClock, StallMonitor, launch_fake, line, serve_fake, start_bot, stop_bot
 
 from coach.clock import to_unix
 from coach.storage import Storage
@@ -91,13 +91,8 @@ async def fill_database(db: Path, world: dict[str, Any], members: int, due: int)
 
 async def main(members: int, due: int, budget: float, in_process: bool) -> int:
     logging.basicConfig(level=logging.ERROR)
-    if in_process:
-        local = FakeDiscord(global_rate_limit=50)
-        await local.start()
-        world, fake = build_world(local, due), local
-    else:
-        remote = await RemoteFake.start(HERE, "--due", str(due))
-        world, fake = remote.world, remote
+    fake = await launch_fake(in_process, lambda f: build_world(f, due), stats, HERE, "--due", str(due))
+    world = fake.world
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.sqlite3"
         await fill_database(db, world, members, due)
@@ -108,7 +103,7 @@ async def main(members: int, due: int, budget: float, in_process: bool) -> int:
         monitor = StallMonitor()
         try:
             clock.set(MINUTE + timedelta(seconds=60))
-            before = len(local.requests) if in_process else (await remote.call("mark"), 0)[1]
+            await fake.call("mark")
             monitor.start()
             started = time.perf_counter()
             await bot.tick()
@@ -117,12 +112,12 @@ async def main(members: int, due: int, budget: float, in_process: bool) -> int:
             monitor.stop()
             await bot.tick()  # a second pass must send nothing
             await dms.drain()  # type: ignore[union-attr]
-            figures = stats(local, before) if in_process else await remote.call("stats")
+            figures = await fake.call("stats")
             sent = await bot.storage.fetchone("SELECT COUNT(*), COUNT(DISTINCT user_id) FROM dm_rounds "
                                               "WHERE state = 'sent'")
         finally:
             await stop_bot(bot)
-            await (local.stop() if in_process else remote.stop())
+            await fake.stop()
     floor = due / budget
     duplicates = figures["duplicates"] + (sent[0] - sent[1])
     per_dm = (figures["posts"] + figures["opened"]) / max(1, figures["delivered"])

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import FakeDiscord, FixedClock, RemoteFake, StallMonitor, line, serve_fake, start_bot, stop_bot
+from _common import FakeDiscord, FixedClock, StallMonitor, launch_fake, line, serve_fake, start_bot, stop_bot
 
 from coach.clock import to_unix
 from coach.storage import Storage
@@ -58,15 +58,8 @@ async def fill_database(db: Path, channels: list[list[int]]) -> None:
 
 async def main(servers: int, budget: float, in_process: bool) -> int:
     logging.basicConfig(level=logging.ERROR)
-    local: FakeDiscord | None = None
-    remote: RemoteFake | None = None
-    if in_process:
-        local = FakeDiscord(global_rate_limit=50)
-        await local.start()
-        world, fake = build_world(local, servers), local
-    else:
-        remote = await RemoteFake.start(HERE, "--servers", str(servers))
-        world, fake = remote.world, remote
+    fake = await launch_fake(in_process, lambda f: build_world(f, servers), stats, HERE, "--servers", str(servers))
+    world = fake.world
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.sqlite3"
         await fill_database(db, world["channels"])
@@ -75,19 +68,19 @@ async def main(servers: int, budget: float, in_process: bool) -> int:
         monitor = StallMonitor()
         try:
             clock.set(MINUTE + timedelta(seconds=60))
-            before = len(local.requests) if local else (await remote.call("mark"), 0)[1]  # type: ignore[union-attr]
+            await fake.call("mark")
             monitor.start()
             started = time.perf_counter()
             await bot.tick()
             elapsed = time.perf_counter() - started
             monitor.stop()
             await bot.tick()  # a second pass must post nothing
-            figures = stats(local, before) if local else await remote.call("stats")  # type: ignore[union-attr]
+            figures = await fake.call("stats")
             rows = await bot.storage.fetchone("SELECT COUNT(*), COUNT(DISTINCT guild_id) FROM rounds "
                                               "WHERE state = 'posted'")
         finally:
             await stop_bot(bot)
-            await (local.stop() if local else remote.stop())  # type: ignore[union-attr]
+            await fake.stop()
     floor = servers / budget
     duplicates = figures["duplicates"] + (rows[0] - rows[1])
     where = "in this process" if in_process else "in its own process"
