@@ -50,19 +50,38 @@ class AnswerOutcome:
     reply: str
 
 
+@dataclass
+class History:
+    """What a member's streak is made of in one server, read once: the rounds held (plus extra scheduled days,
+    e.g. the member's DM rounds), their answers by date, and their away periods."""
+
+    dates: set[str]
+    answers: dict[str, str]
+    away: list[tuple[str, str]]
+
+    def streak(self, open_date: str | None = None) -> StreakResult:
+        days = []
+        for d in sorted(self.dates | set(self.answers)):
+            is_away = any(start <= d <= end for start, end in self.away)
+            days.append(RoundDay(date.fromisoformat(d), self.answers.get(d), away=is_away,  # type: ignore[arg-type]
+                                 open=(d == open_date)))
+        return compute_streak(days)
+
+    def recent(self, count: int = 10) -> list[str]:
+        """The member's latest answers, newest first."""
+        return [self.answers[d] for d in sorted(self.answers, reverse=True)[:count]]
+
+
+async def load_history(storage: Storage, guild_id: int, user_id: int, extra_dates: tuple[str, ...] = ()) -> History:
+    dates = set(await storage.posted_round_dates(guild_id)) | set(extra_dates)
+    answers = {c.local_date: c.status for c in await storage.member_checkins(guild_id, user_id)}
+    return History(dates, answers, await storage.away_periods(guild_id, user_id))
+
+
 async def member_streak(storage: Storage, guild_id: int, user_id: int, *, open_date: str | None = None,
                         extra_dates: tuple[str, ...] = ()) -> StreakResult:
     """The member's streak over the rounds actually held in this server."""
-    dates = set(await storage.posted_round_dates(guild_id)) | set(extra_dates)
-    answers = {c.local_date: c.status for c in await storage.member_checkins(guild_id, user_id)}
-    dates |= set(answers)
-    away = await storage.away_periods(guild_id, user_id)
-    days = []
-    for d in sorted(dates):
-        is_away = any(start <= d <= end for start, end in away)
-        days.append(RoundDay(date.fromisoformat(d), answers.get(d), away=is_away,  # type: ignore[arg-type]
-                             open=(d == open_date)))
-    return compute_streak(days)
+    return (await load_history(storage, guild_id, user_id, extra_dates)).streak(open_date)
 
 
 async def resolve_project(storage: Storage, guild_id: int, user_id: int, raw: str | None,
@@ -77,6 +96,10 @@ async def resolve_project(storage: Storage, guild_id: int, user_id: int, raw: st
     return await storage.create_project(guild_id, user_id, name, None, now), True
 
 
+def validate_answer(status: str, note: str | None) -> tuple[str, str | None]:
+    return check_status(status), clean_note(note)
+
+
 async def answer(
     storage: Storage, prompts: Prompts, rng: random.Random, *, round_: Round, latest: Round | None,
     guild_id: int, user_id: int, member_name: str, server_name: str, status: str,
@@ -84,31 +107,44 @@ async def answer(
 ) -> AnswerOutcome:
     """Record (or edit) the member's answer to `round_` and choose the coaching reply. `member_name` is the raw
     display name (stored as is, made safe for the reply)."""
-    status = check_status(status)
-    note = clean_note(note)
+    status, note = validate_answer(status, note)
     if latest is not None and latest.id != round_.id and latest.local_date > round_.local_date:
         raise Conflict(
             "That check-in has closed: a newer one is open now. Answer today's round instead; "
             "nothing was logged for the old one."
         )
+    return await record(storage, prompts, rng, guild_id=guild_id, user_id=user_id, local_date=round_.local_date,
+                        round_id=round_.id, member_name=member_name, server_name=server_name, status=status,
+                        project_name=project_name, note=note, via=via, now=now)
+
+
+async def record(
+    storage: Storage, prompts: Prompts, rng: random.Random, *, guild_id: int, user_id: int, local_date: str,
+    round_id: int | None, member_name: str, server_name: str, status: str, project_name: str | None,
+    note: str | None, via: str, now: datetime, extra_dates: tuple[str, ...] = (),
+) -> AnswerOutcome:
+    """Write a validated answer for (server, member, local date), from a channel round or a DM round alike, and
+    choose the coaching reply. The member's history is read once; the streak before and after come from it."""
     if project_name and project_name.strip():
         projects.clean_name(project_name)  # validate before anything is written
     await storage.touch_member(guild_id, user_id, member_name, now)
-    before = await member_streak(storage, guild_id, user_id, open_date=round_.local_date)
-    first_ever = await storage.count_checkins(guild_id, user_id) == 0
+    history = await load_history(storage, guild_id, user_id, extra_dates)
+    before = history.streak(open_date=local_date)
+    first_ever = not history.answers
     project, project_created = await resolve_project(storage, guild_id, user_id, project_name, now)
     checkin, created = await storage.upsert_checkin(
-        guild_id=guild_id, user_id=user_id, local_date=round_.local_date, round_id=round_.id, status=status,
+        guild_id=guild_id, user_id=user_id, local_date=local_date, round_id=round_id, status=status,
         project_id=project.id if project else None, note=note, via=via, now=now,
     )
-    after = await member_streak(storage, guild_id, user_id, open_date=round_.local_date)
-    recent = [c.status for c in reversed(await storage.member_checkins(guild_id, user_id))][:10]
+    history.answers[local_date] = checkin.status
+    after = history.streak(open_date=local_date)
     situation = choose_situation(
         created=created, first_ever=first_ever, status=status, before=before.current, after=after.current,
-        nonfinished=nonfinished_run(recent),  # type: ignore[arg-type]
+        nonfinished=nonfinished_run(history.recent()),  # type: ignore[arg-type]
     )
-    reply = prompts.reply(situation, rng, member=safe_name(member_name), project=safe_title(project.name) if project else "",
-                          streak=after.current, server=server_name)
+    reply = prompts.reply(situation, rng, member=safe_name(member_name),
+                          project=safe_title(project.name) if project else "", streak=after.current,
+                          server=server_name)
     return AnswerOutcome(checkin, created, project, project_created, after, situation, reply)
 
 

@@ -18,18 +18,13 @@ from coach import checkins
 from coach.checkins import (
     STATUS_LABELS,
     AnswerOutcome,
-    check_status,
-    choose_situation,
-    clean_note,
-    member_streak,
 )
 from coach.clock import from_unix, to_unix
 from coach.errors import BadInput, Conflict, NotAllowed, NotFound
 from coach.prompts import Prompts
 from coach.schedule import format_days, next_occurrence, parse_days, parse_time, parse_timezone
 from coach.storage import Storage
-from coach.streaks import nonfinished_run
-from coach.text import safe_name, safe_title, ts
+from coach.text import ts
 from coach.textparse import ParsedReply
 
 log = logging.getLogger("bounce.dm")
@@ -283,31 +278,15 @@ async def answer(
     Counts exactly as a channel answer: the same checkins row (guild, member, local date), +1 point only
     when the row is new; the streak counts the member's DM round dates as scheduled days too.
     """
-    status = check_status(status)
-    note = clean_note(note)
-    if project_name and project_name.strip():
-        from coach import projects
-
-        projects.clean_name(project_name)  # validate before anything is written
+    status, note = checkins.validate_answer(status, note)
     guild_id, user_id, local_date = dm_round.guild_id, dm_round.user_id, dm_round.local_date
-    await storage.touch_member(guild_id, user_id, member_name, now)
-    dm_dates = tuple(await storage.dm_round_dates(guild_id, user_id))
-    before = await member_streak(storage, guild_id, user_id, open_date=local_date, extra_dates=dm_dates)
-    first_ever = await storage.count_checkins(guild_id, user_id) == 0
-    project, project_created = await checkins.resolve_project(storage, guild_id, user_id, project_name, now)
     channel_round = await storage.round_on(guild_id, local_date)
-    checkin, created = await storage.upsert_checkin(
-        guild_id=guild_id, user_id=user_id, local_date=local_date,
+    return await checkins.record(
+        storage, prompts, rng, guild_id=guild_id, user_id=user_id, local_date=local_date,
         round_id=channel_round.id if channel_round is not None and channel_round.state == "posted" else None,
-        status=status, project_id=project.id if project else None, note=note, via=via, now=now,
+        member_name=member_name, server_name=server_name, status=status, project_name=project_name, note=note,
+        via=via, now=now, extra_dates=tuple(await storage.dm_round_dates(guild_id, user_id)),
     )
-    after = await member_streak(storage, guild_id, user_id, open_date=local_date, extra_dates=dm_dates)
-    recent = [c.status for c in reversed(await storage.member_checkins(guild_id, user_id))][:10]
-    situation = choose_situation(created=created, first_ever=first_ever, status=status, before=before.current,
-                                 after=after.current, nonfinished=nonfinished_run(recent))  # type: ignore[arg-type]
-    reply = prompts.reply(situation, rng, member=safe_name(member_name), project=safe_title(project.name) if project else "",
-                          streak=after.current, server=server_name)
-    return AnswerOutcome(checkin, created, project, project_created, after, situation, reply)
 
 
 def logged_line(outcome: AnswerOutcome, server: str, local_date: str) -> str:
