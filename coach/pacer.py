@@ -20,7 +20,6 @@ class Pacer:
         self._clock = clock
         self._next = 0.0
         self._lock = asyncio.Lock()
-        self.sent = 0
 
     async def wait(self) -> None:
         async with self._lock:
@@ -30,4 +29,3 @@ class Pacer:
                 await asyncio.sleep(delay)
             # Keep the cadence when woken a little late; after a long stall, restart from now (never a burst).
             self._next = max(slot, self._clock() - self.interval) + self.interval
-            self.sent += 1

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from coach.clock import from_unix, to_unix
+from coach.clock import from_unix
 from coach.schedule import next_occurrence, parse_time
 from coach.storage import GuildSettings
 
@@ -44,7 +44,3 @@ def decide(guild: GuildSettings, now: datetime, grace: timedelta) -> DueDecision
 def nonce_for(kind: str, row_id: int) -> str:
     """Deterministic message nonce (<= 25 chars) so a retried post is recognisable as the same post."""
     return f"bounce-{kind}-{row_id}"[:25]
-
-
-def unix(dt: datetime) -> int:
-    return to_unix(dt)

@@ -160,11 +160,3 @@ def next_occurrence(after: datetime, at: time, tz: ZoneInfo, days: int) -> Occur
         if due > after:
             return Occurrence(due, day)
     raise AssertionError("unreachable: a week always has an allowed day")
-
-
-def occurrence_on(day: date, at: time, tz: ZoneInfo) -> Occurrence:
-    return Occurrence(resolve_local(day, at, tz), day)
-
-
-def local_date_of(instant: datetime, tz: ZoneInfo) -> date:
-    return instant.astimezone(tz).date()

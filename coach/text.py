@@ -67,16 +67,6 @@ def safe_title(text: str, limit: int = PROJECT_NAME_MAX) -> str:
     return escape_markdown(cut(text, limit)).replace("@", "@\u200b")
 
 
-def quote_member_text(text: str, limit: int) -> str:
-    """Member-written text shown back: cut, and `@everyone`-style tokens defused (allowed_mentions also
-    blocks pings; this keeps the text from even looking like one)."""
-    return cut_block(text, limit).replace("@", "@\u200b")
-
-
 def ts(moment: datetime, style: str = "F") -> str:
     """A Discord timestamp: each reader sees it in their own zone."""
     return f"<t:{int(moment.timestamp())}:{style}>"
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    return f"{count:,} {word if count == 1 else (many or word + 's')}"

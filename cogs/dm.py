@@ -100,7 +100,6 @@ class DMs(commands.Cog):
         self._again = False
         self._workers: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
-        self.sent = 0
 
     @property
     def storage(self):  # noqa: ANN201
@@ -208,7 +207,6 @@ class DMs(commands.Cog):
             await self.storage.mark_dm_unsent(round_.id, "failed", f"discord_error:{exc.status}")
             return None
         await self.storage.mark_dm_sent(round_.id, channel_id, message.id, self.bot.clock.now())
-        self.sent += 1
         return message
 
     async def open_dm_channel(self, user_id: int) -> int:

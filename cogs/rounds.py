@@ -156,7 +156,6 @@ class Rounds(commands.Cog):
         self._tally_pending: dict[int, asyncio.Task[None]] = {}
         self._tally_tasks: set[asyncio.Task[None]] = set()
         self._tally_last: dict[int, float] = {}
-        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
         self._resume_claims: list[Round] = []
 
     async def cog_load(self) -> None:
@@ -241,12 +240,11 @@ class Rounds(commands.Cog):
         if guild.role_id:
             content = f"<@&{guild.role_id}>"
             mentions = discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(guild.role_id)])
-        async with self._in_flight:
-            try:
-                message = await channel.send(content=content, embed=embed, view=stateless(round_view(round_.id)),
-                                             allowed_mentions=mentions, nonce=nonce_for("round", round_.id))
-            except discord.HTTPException as exc:
-                raise PostFailed(classify(exc)) from exc
+        try:
+            message = await channel.send(content=content, embed=embed, view=stateless(round_view(round_.id)),
+                                         allowed_mentions=mentions, nonce=nonce_for("round", round_.id))
+        except discord.HTTPException as exc:
+            raise PostFailed(classify(exc)) from exc
         await self.storage.mark_round_posted(round_.id, message.id, self.bot.clock.now())
         self.bot.dispatch("round_posted", round_, guild)  # e.g. the weekly recap (cogs/board.py)
         await self.storage.record_guild_error(guild.guild_id, None, self.bot.clock.now())
