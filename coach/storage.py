@@ -17,7 +17,7 @@ import aiosqlite
 
 from coach.board import recap_week
 from coach.clock import to_unix
-from coach.outbox import Job, Sent, Take
+from coach.outbox import Job, Sent, Take, crashpoint
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -390,6 +390,8 @@ class Storage:
                     continue
                 created.append(await self._insert_job(db, kind, ref, take.guild_id, take.scheduled_at,
                                                       take.expires_at, ts))
+            if created:
+                crashpoint("in_take")  # the crash tests: killed before COMMIT, nothing of this was taken
         return created
 
     async def take_manual_round(self, take: Take, now: datetime) -> int | None:

@@ -100,6 +100,8 @@ class Outbox:
                 continue
             try:
                 reports[lane.kind] = await lane.take(now)
+                if reports[lane.kind].queued:
+                    crashpoint("after_take")
             except Exception:
                 log.exception("taking due %s posts failed; trying again on the next tick", lane.kind)
         return reports
