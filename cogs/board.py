@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import board
+from coach import board, voice
 from coach.clock import to_unix
 from coach.errors import Conflict, NotAllowed
 from coach.heatmap import render_heatmap
@@ -305,8 +305,8 @@ class Board(commands.Cog):
         streaks = await storage.current_streaks(guild_id, candidates, round_.local_date)
         top = sorted((s for s in streaks.items() if s[1] > 0), key=lambda s: (-s[1], s[0]))[:3]
         names = await storage.display_names(guild_id, [u for u, _ in top])
-        intro = self.bot.prompts.reply("recap_intro", self.bot.rng, server=safe_name(server, 60), member="",
-                                       project="", streak=0)
+        intro = await voice.say(storage, self.bot.prompts, self.bot.rng, "recap_intro", guild_id=guild_id,
+                                user_id=voice.SERVER, server=safe_name(server, 60), member="", project="", streak=0)
         embed = discord.Embed(title=f"Weekly recap · {board.week_label(monday)}", description=intro, colour=COLOUR)
         embed.add_field(name="Rounds held", value=str(stats.rounds))
         embed.add_field(name="Check-in rate", value=board.recap_rate_line(stats))

@@ -15,7 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import checkins
+from coach import checkins, voice
 from coach.checkins import STATUS_LABELS
 from coach.clock import from_unix, to_unix
 from coach.errors import Conflict, NotFound
@@ -36,6 +36,8 @@ STYLES = {"finished": discord.ButtonStyle.success, "unfinished": discord.ButtonS
           "skipped": discord.ButtonStyle.secondary}
 EMOJI = {"finished": "✅", "unfinished": "🔸", "skipped": "⏸️"}
 TALLY_DELAY = 3.0
+FOOTER = ("Finished means you did the piece of work you planned for today; a whole project is finished with "
+          "/project finish. Answering again edits your answer.")
 T = TypeVar("T")
 
 
@@ -79,7 +81,7 @@ def round_embed(round_: Round, prompt: str, counts: dict[str, int], tz: str) -> 
     embed = discord.Embed(title=f"Accountability Check · {day_label(round_.local_date)}",
                           description=description, colour=discord.Colour.from_rgb(46, 204, 113))
     embed.add_field(name="So far", value=tally_line(counts), inline=False)
-    embed.set_footer(text="Tap how it went. Answering again just edits your answer.")
+    embed.set_footer(text=FOOTER)
     return embed
 
 
@@ -206,8 +208,7 @@ class Rounds(commands.Cog):
 
     async def _claim_and_post(self, guild: GuildSettings, local_date: date, scheduled_at: datetime, late: bool,
                               *, manual: bool) -> Round | None:
-        recent = await self.storage.recent_prompt_indices(guild.guild_id, 5)
-        index = self.bot.prompts.checkin_prompt(list(reversed(recent)), self.bot.rng)
+        index = await voice.choose_prompt(self.storage, self.bot.prompts, guild.guild_id, self.bot.rng)
         claimed = await self.storage.claim_round(
             guild_id=guild.guild_id, local_date=local_date.isoformat(), scheduled_at=to_unix(scheduled_at),
             channel_id=guild.channel_id, prompt_index=index, late=late, manual=manual, now=self.bot.clock.now(),
