@@ -136,7 +136,7 @@ class AnswerForm(discord.ui.Modal):
                                             default=project, placeholder="e.g. Night Drive EP", custom_id="project")
         self.note = discord.ui.TextInput(
             label="What got in the way / next step (optional)", style=discord.TextStyle.paragraph, custom_id="note",
-            required=False, max_length=NOTE_MAX, placeholder="One honest line is plenty.",
+            required=False, max_length=NOTE_MAX, placeholder="One line is plenty.",
         )
         self.add_item(self.project)
         self.add_item(self.note)

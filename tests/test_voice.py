@@ -283,3 +283,20 @@ async def test_a_button_answer_says_the_one_line_left_in_the_rotation(running: H
     assert text.split("\n")[-1] == expected
     assert (await h.bot.storage.voice_memory(guild, alice, "unfinished")).split() == [
         *said.split(), voice.line_id(lines[left])]
+
+
+async def test_a_dm_round_says_the_one_text_left_in_the_rotation(running: Harness) -> None:
+    from tests.test_dm import at as dm_at
+    from tests.test_dm import cog, dm_on, dm_rounds
+
+    h, alice, guild = running, running.studio.alice, running.studio.guild
+    await h.setup_checkin("20:00", "Europe/Berlin")
+    cog(h).throttle_seconds = 0
+    texts = h.bot.prompts.replies["dm_round"]
+    left = 7
+    said = " ".join(voice.line_id(text) for i, text in enumerate(texts) if i != left)
+    assert await h.bot.storage.swap_voice_memory(guild, alice, "dm_round", None, said)
+    await dm_on(h, alice, "09:00", "Europe/Berlin")
+    await dm_at(h, utc(2026, 3, 3, 8, 0, 5))
+    (message,) = dm_rounds(h, alice)
+    assert h.bot.prompts.fill(texts[left], server="Night Owls Studio") in message["content"]
