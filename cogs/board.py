@@ -314,7 +314,7 @@ class Board(commands.Cog):
                  for p in finished]
         embed.add_field(name=f"Finished this week ({len(finished)})",
                         value=cut_block("\n".join(lines), EMBED_FIELD_VALUE_MAX) if lines else
-                        "Nothing bounced this week. One small finished thing next week changes that.", inline=False)
+                        "No projects finished this week. One small finished piece next week changes that.", inline=False)
         embed.add_field(name="Longest streaks", inline=False, value="\n".join(
             f"🔥 **{n}** · {name_of(names, u)}" for u, n in top) or "No streaks running yet. Next round starts one.")
         return embed
