@@ -623,6 +623,26 @@ class Storage:
                                  (guild_id, user_id))
         return row[0] if row else None
 
+    # ------------------------------------------------------------ voice: what the coach said
+
+    async def voice_memory(self, guild_id: int, user_id: int, key: str) -> str | None:
+        """The coach's memory for (server, member, key): a rotation's used line ids or a marker; None if unset."""
+        row = await self.fetchone("SELECT value FROM voice_memory WHERE guild_id = ? AND user_id = ? AND key = ?",
+                                  (guild_id, user_id, key))
+        return row[0] if row else None
+
+    async def swap_voice_memory(self, guild_id: int, user_id: int, key: str, expected: str | None,
+                                value: str) -> bool:
+        """Set the memory to `value` only if it still is `expected` (None: no row yet). False when another
+        process or task changed it first: read it again and choose again."""
+        if expected is None:
+            sql = ("INSERT INTO voice_memory (guild_id, user_id, key, value) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (guild_id, user_id, key) DO NOTHING")
+            return await self.execute(sql, (guild_id, user_id, key, value)) == 1
+        return await self.execute(
+            "UPDATE voice_memory SET value = ? WHERE guild_id = ? AND user_id = ? AND key = ? AND value = ?",
+            (value, guild_id, user_id, key, expected)) == 1
+
     # ------------------------------------------------------------ projects
 
     async def get_project(self, project_id: int) -> Project | None:

@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import board
+from coach import board, voice
 from coach.clock import from_unix, to_unix
 from coach.errors import Conflict, NotAllowed
 from coach.heatmap import render_heatmap
@@ -302,8 +302,8 @@ class Board(commands.Cog):
         streaks = await storage.current_streaks(guild_id, candidates, round_.local_date)
         top = sorted((s for s in streaks.items() if s[1] > 0), key=lambda s: (-s[1], s[0]))[:3]
         names = await storage.display_names(guild_id, [u for u, _ in top])
-        intro = self.bot.prompts.reply("recap_intro", self.bot.rng, server=safe_name(server, 60), member="",
-                                       project="", streak=0)
+        intro = await voice.say(storage, self.bot.prompts, self.bot.rng, "recap_intro", guild_id=guild_id,
+                                user_id=voice.SERVER, server=safe_name(server, 60), member="", project="", streak=0)
         embed = discord.Embed(title=f"Weekly recap · {board.week_label(monday)}", description=intro, colour=COLOUR)
         embed.add_field(name="Rounds held", value=str(stats.rounds))
         embed.add_field(name="Check-in rate", value=board.recap_rate_line(stats))
@@ -311,7 +311,7 @@ class Board(commands.Cog):
                  for p in finished]
         embed.add_field(name=f"Finished this week ({len(finished)})",
                         value=cut_block("\n".join(lines), EMBED_FIELD_VALUE_MAX) if lines else
-                        "Nothing bounced this week. One small finished thing next week changes that.", inline=False)
+                        "No projects finished this week. One small finished piece next week changes that.", inline=False)
         embed.add_field(name="Longest streaks", inline=False, value="\n".join(
             f"🔥 **{n}** · {name_of(names, u)}" for u, n in top) or "No streaks running yet. Next round starts one.")
         return embed

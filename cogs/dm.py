@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
-from coach import dm
+from coach import dm, voice
 from coach.checkins import STATUS_LABELS
 from coach.clock import from_unix, to_unix
 from coach.errors import BadInput, NotAllowed, NotFound
@@ -140,7 +140,8 @@ class DMs(commands.Cog):
         if channel_id is None:
             channel_id = await self.open_dm_channel(round_.user_id)
         channel = self.bot.get_partial_messageable(channel_id, type=discord.ChannelType.private)
-        prompt = self.bot.prompts.reply("dm_round", self.bot.rng, server=server)
+        prompt = await voice.choose_dm_text(self.storage, self.bot.prompts, round_.guild_id, round_.user_id,
+                                            self.bot.rng, server=server)
         content = cut_block(dm.round_text(prompt, server, target.local_date, round_.late), CONTENT_MAX)
         try:
             message = await channel.send(content=content, view=round_view(round_.id), allowed_mentions=NO_PINGS,

@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import lesson_posts
+from coach import lesson_posts, voice
 from coach.clock import from_unix, to_unix
 from coach.errors import BadInput, NotFound
 from coach.lesson_posts import (
@@ -314,7 +314,8 @@ class Lessons(commands.Cog):
         server = safe_name(interaction.guild.name if interaction.guild else "")
         title = escape_markdown(cut(lesson.title, 100))
         if done.awarded:
-            lines = [self.bot.prompts.reply("lesson_reflected", self.bot.rng, member=who, server=server)]
+            lines = [await voice.say(self.storage, self.bot.prompts, self.bot.rng, "lesson_reflected",
+                                     guild_id=guild_id, user_id=user.id, member=who, server=server)]
         elif done.created:
             lines = [f"Saved your reflection on **{title}**. The depth points for this lesson were already yours."]
         else:
@@ -322,7 +323,8 @@ class Lessons(commands.Cog):
                      f"the +{DEPTH_POINTS} came with your first one."]
         project = await self.storage.latest_active_project(guild_id, user.id)
         if project is not None:
-            lines.append(self.bot.prompts.reply("lesson_apply", self.bot.rng, member=who, server=server,
+            lines.append(await voice.say(self.storage, self.bot.prompts, self.bot.rng, "lesson_apply",
+                                         guild_id=guild_id, user_id=user.id, member=who, server=server,
                                                 project=escape_markdown(cut(project.name, 80))))
         lines.append(f"Only you can see what you wrote. Your depth points here: **{done.depth_points}**.")
         await self._answer(interaction, "\n".join(lines))

@@ -15,7 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import checkins, rounds
+from coach import checkins, rounds, voice
 from coach.checkins import STATUS_LABELS
 from coach.clock import from_unix
 from coach.errors import Conflict, NotFound
@@ -38,6 +38,8 @@ STYLES = {"finished": discord.ButtonStyle.success, "unfinished": discord.ButtonS
           "skipped": discord.ButtonStyle.secondary}
 EMOJI = {"finished": "✅", "unfinished": "🔸", "skipped": "⏸️"}
 TALLY_DELAY = 3.0
+FOOTER = ("Finished means you did the piece of work you planned for today; a whole project is finished with "
+          "/project finish. Answering again edits your answer.")
 
 
 def day_label(local_date: str) -> str:
@@ -52,7 +54,7 @@ def round_embed(round_: Round, prompt: str, counts: dict[str, int], tz: str) -> 
     embed = discord.Embed(title=f"Accountability Check · {day_label(round_.local_date)}",
                           description=description, colour=discord.Colour.from_rgb(46, 204, 113))
     embed.add_field(name="So far", value=tally_line(counts), inline=False)
-    embed.set_footer(text="Tap how it went. Answering again just edits your answer.")
+    embed.set_footer(text=FOOTER)
     return embed
 
 
@@ -107,7 +109,7 @@ class AnswerForm(discord.ui.Modal):
                                             default=project, placeholder="e.g. Night Drive EP", custom_id="project")
         self.note = discord.ui.TextInput(
             label="What got in the way / next step (optional)", style=discord.TextStyle.paragraph, custom_id="note",
-            required=False, max_length=NOTE_MAX, placeholder="One honest line is plenty.",
+            required=False, max_length=NOTE_MAX, placeholder="One line is plenty.",
         )
         self.add_item(self.project)
         self.add_item(self.note)
@@ -154,8 +156,7 @@ class Rounds(commands.Cog):
             raise Skip("gone")  # the server's data was deleted meanwhile
         channel = postable_channel(self.bot, round_.guild_id, round_.channel_id)
         if round_.prompt_index is None:
-            recent = await self.storage.recent_prompt_indices(guild.guild_id, 5)
-            index = self.bot.prompts.checkin_prompt(list(reversed(recent)), self.bot.rng)
+            index = await voice.choose_prompt(self.storage, self.bot.prompts, guild.guild_id, self.bot.rng)
             round_ = await self.storage.set_round_prompt(round_.id, index)
         server = getattr(getattr(channel, "guild", None), "name", "") or "your server"
         embed = round_embed(round_, self.prompt_text(round_, server), {}, guild.timezone)
