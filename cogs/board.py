@@ -185,7 +185,8 @@ class Board(commands.Cog):
                         inline=False)
         embed.set_image(url="attachment://heatmap.png")
         embed.set_footer(text=f"The last {board.HEATMAP_WEEKS} weeks: green finished, yellow unfinished, "
-                              "grey skipped, red missed. Away days neither count nor break a streak.")
+                              "light grey skipped, slate blue missed, dark no round. Away days neither count nor "
+                              "break a streak.")
         return embed, png
 
     # ------------------------------------------------------------------ seasons (from /coach new-season)
