@@ -11,7 +11,17 @@ import pytest
 from coach import board
 from coach.members import display_name, may_name_publicly
 from tests.conftest import Harness, eventually
-from tests.test_board import MON, at, buttons, count_rows, noon, seed_two_servers, setup_server, utc
+from tests.test_board import (
+    MON,
+    answer_now,
+    at,
+    buttons,
+    count_rows,
+    noon,
+    seed_two_servers,
+    setup_server,
+    utc,
+)
 from tests.test_dm import bot_says, dm_id, dm_on
 
 
@@ -23,12 +33,6 @@ def public_text(h: Harness) -> str:
 def recaps(h: Harness) -> list[dict]:
     return [m for m in h.fake.messages[h.studio.channel]
             if m.get("embeds") and m["embeds"][0].get("title", "").startswith("Weekly recap")]
-
-
-async def answer(h: Harness, user: int, status: str = "finished") -> None:
-    handle = await h.slash(user, "checkin", {"status": status})
-    await handle.wait_text()
-    assert handle.ephemeral
 
 
 async def finish_project(h: Harness, user: int, name: str) -> str:
@@ -109,9 +113,9 @@ async def test_announce_off_counts_in_the_recap_but_is_named_in_no_public_post(h
     for i in range(7):  # Monday 2 .. Sunday 8 March: seven rounds; Alice answers all, Bob every other day
         day = MON + timedelta(days=i)
         await at(h, datetime(day.year, day.month, day.day, 19, 0, 5, tzinfo=UTC))
-        await answer(h, alice)
+        await answer_now(h, alice)
         if i % 2 == 0:
-            await answer(h, bob, "unfinished")
+            await answer_now(h, bob, "unfinished")
         if i == 3:
             await finish_project(h, alice, "Secret Song")  # the celebration stays quiet
             await finish_project(h, bob, "Loud Song")      # Bob's is celebrated: the channel is not just silent
@@ -132,11 +136,11 @@ async def test_announce_off_counts_in_the_recap_but_is_named_in_no_public_post(h
     assert "Loud Song" in seen and "Bob" in seen
     # Switched back on, she is named again in the next week's recap (the rule is read each time).
     await (await h.slash(alice, "me announce", {"switch": "on"})).wait_text()
-    await answer(h, alice)  # Monday 9 March's round, open since the recap
+    await answer_now(h, alice)  # Monday 9 March's round, open since the recap
     for i in range(1, 7):
         day = MON + timedelta(days=7 + i)
         await at(h, datetime(day.year, day.month, day.day, 19, 0, 5, tzinfo=UTC))
-        await answer(h, alice)
+        await answer_now(h, alice)
     await at(h, utc(2026, 3, 16, 19, 0, 5))
     second = await eventually(lambda: recaps(h)[1:])
     streaks = {f["name"]: f["value"] for f in second[0]["embeds"][0]["fields"]}["Longest streaks"]
