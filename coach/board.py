@@ -272,6 +272,14 @@ def recap_finished(named: Sequence[Finish], total: int, limit: int = EMBED_FIELD
     return title, "\n".join(lines)
 
 
+def recap_streaks(top: Sequence[tuple[int, int]], names: Mapping[int, str]) -> str:
+    """The recap's streak list: (member id, streak) of members who may be named publicly, longest first. Empty
+    can also mean the running streaks belong to members who keep out of public posts, so it says nothing more."""
+    if not top:
+        return "No streaks to show here yet. The next round can start one."
+    return "\n".join(f"🔥 **{streak}** · {member_label(names.get(user_id), user_id)}" for user_id, streak in top)
+
+
 def recap_rate_line(stats: RecapStats) -> str:
     return (f"**{percent(stats.rate)}** · {stats.checkins} check-ins over {stats.rounds} "
             f"{'round' if stats.rounds == 1 else 'rounds'} from {stats.active_members} active "

@@ -311,8 +311,7 @@ class Board(commands.Cog):
         title, value = board.recap_finished(
             [board.Finish(p.name, p.display_name, p.user_id) for p in finished.named], finished.total)
         embed.add_field(name=title, value=value, inline=False)
-        embed.add_field(name="Longest streaks", inline=False, value="\n".join(
-            f"🔥 **{n}** · {name_of(names, u)}" for u, n in top) or "No streaks running yet. Next round starts one.")
+        embed.add_field(name="Longest streaks", inline=False, value=board.recap_streaks(top, names))
         return embed
 
     # ------------------------------------------------------------------ servers that remove the bot

@@ -92,6 +92,8 @@ def test_recap_finished_field_counts_all_names_some_and_fits() -> None:
     assert board.recap_finished([], 3) == ("Finished this week (3)",
                                            "✅ 3 projects bounced this week, celebrated quietly.")
     assert board.recap_finished([], 0)[1].startswith("Nothing bounced this week")
+    assert board.recap_streaks([], {}) == "No streaks to show here yet. The next round can start one."
+    assert board.recap_streaks([(2, 7), (3, 1)], {2: "@everyone"}) == "🔥 **7** · @\u200beveryone\n🔥 **1** · <@3>"
     many = [board.Finish(f"Track {'x' * 50} {i}", f"Producer {i}", i) for i in range(50)]
     title, value = board.recap_finished(many, 57)
     assert title == "Finished this week (57)" and len(value) <= 1024
