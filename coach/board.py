@@ -258,7 +258,7 @@ def recap_finished(named: Sequence[Finish], total: int, limit: int = EMBED_FIELD
     lines: list[str] = []
     used = 0
     tail_room = 60  # the closing "…and N more" line
-    for p in named[:total]:
+    for p in named:
         line = f"✅ **{safe_title(p.title, 60)}** · {member_label(p.display_name, p.user_id)}"
         if used + len(line) + 1 + tail_room > limit:
             break
