@@ -120,13 +120,17 @@ async def answer(
 async def record(
     storage: Storage, prompts: Prompts, rng: random.Random, *, guild_id: int, user_id: int, local_date: str,
     round_id: int | None, member_name: str, server_name: str, status: str, project_name: str | None,
-    note: str | None, via: str, now: datetime, extra_dates: tuple[str, ...] = (),
+    note: str | None, via: str, now: datetime, extra_dates: tuple[str, ...] = (), name_from_server: bool = True,
 ) -> AnswerOutcome:
     """Write a validated answer for (server, member, local date), from a channel round or a DM round alike, and
-    choose the coaching reply. The member's history is read once; the streak before and after come from it."""
+    choose the coaching reply. The member's history is read once; the streak before and after come from it.
+    `name_from_server=False` (a DM answer) never replaces the name stored from the server (its nickname)."""
     if project_name and project_name.strip():
         projects.clean_name(project_name)  # validate before anything is written
-    await storage.touch_member(guild_id, user_id, member_name, now)
+    await storage.touch_member(guild_id, user_id, member_name, now, from_server=name_from_server)
+    if not name_from_server:  # the coach addresses them by their name in that server, as everywhere else
+        stored = await storage.get_member(guild_id, user_id)
+        member_name = stored.display_name if stored and stored.display_name else member_name
     history = await load_history(storage, guild_id, user_id, extra_dates)
     before = history.streak(open_date=local_date)
     first_ever = not history.answers

@@ -273,7 +273,7 @@ async def answer(
         storage, prompts, rng, guild_id=guild_id, user_id=user_id, local_date=local_date,
         round_id=channel_round.id if channel_round is not None and channel_round.state == "posted" else None,
         member_name=member_name, server_name=server_name, status=status, project_name=project_name, note=note,
-        via=via, now=now, extra_dates=tuple(await storage.dm_round_dates(guild_id, user_id)),
+        via=via, now=now, extra_dates=tuple(await storage.dm_round_dates(guild_id, user_id)), name_from_server=False,
     )
 
 

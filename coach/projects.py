@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from coach.errors import BadInput, Conflict, NotFound
+from coach.members import may_name_publicly
 from coach.storage import Project, Storage
 from coach.text import PROJECT_NAME_MAX, cut
 
@@ -73,8 +74,7 @@ async def finish(storage: Storage, guild_id: int, user_id: int, raw_name: str, n
         raise Conflict("That project was just closed elsewhere; `/project list` shows where it stands.")
     awarded = await storage.award(guild_id, user_id, "finish", FINISH_POINTS, str(project.id), now)
     member = await storage.get_member(guild_id, user_id)
-    wants = member.announce if member else True
-    announce = wants and await storage.mark_announced(project.id)
+    announce = may_name_publicly(member.announce if member else None) and await storage.mark_announced(project.id)
     return FinishOutcome(project, FINISH_POINTS if awarded else 0, announce)
 
 

@@ -17,6 +17,7 @@ import aiosqlite
 
 from coach.board import recap_week
 from coach.clock import to_unix
+from coach.members import may_name_publicly
 from coach.outbox import Job, Sent, Take, crashpoint
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,8 @@ class Storage:
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
+            # The one rule for naming a member in public (coach.members), callable from SQL under the same name.
+            await db.create_function("may_name_publicly", 1, may_name_publicly, deterministic=True)
             store = cls(db, target)
             await store._migrate(migrations(migrations_dir))
         except BaseException:
@@ -586,12 +589,15 @@ class Storage:
 
     # ------------------------------------------------------------ members
 
-    async def touch_member(self, guild_id: int, user_id: int, display_name: str, now: datetime) -> None:
+    async def touch_member(self, guild_id: int, user_id: int, display_name: str, now: datetime, *,
+                           from_server: bool = True) -> None:
+        """Store the member's name in this server (coach.members.display_name). A name seen outside the server
+        (`from_server=False`, a DM: no nickname there) only fills an empty name, never replaces the server's."""
         await self.execute(
             """INSERT INTO members (guild_id, user_id, display_name, first_seen) VALUES (?, ?, ?, ?)
                ON CONFLICT (guild_id, user_id) DO UPDATE SET display_name = excluded.display_name
-               WHERE members.display_name != excluded.display_name""",
-            (guild_id, user_id, display_name[:100], to_unix(now)),
+               WHERE members.display_name != excluded.display_name AND (? OR members.display_name = '')""",
+            (guild_id, user_id, display_name[:100], to_unix(now), int(from_server)),
         )
 
     async def get_member(self, guild_id: int, user_id: int) -> Member | None:
@@ -1152,7 +1158,10 @@ class Storage:
             return "server_removed", None
         if paused:
             return "server_paused", None
-        open_round = await self.latest_round(dm_round.guild_id)
+        row = await self.fetchone(  # the newest round posted or on its way (taken in the same tick as this DM)
+            f"SELECT {_ROUND_COLS} FROM rounds WHERE guild_id = ? AND state IN ('posted', 'claimed') "
+            "ORDER BY local_date DESC LIMIT 1", (dm_round.guild_id,))
+        open_round = _row(Round, row)
         if open_round is None:
             return "no_round", None
         if await self.get_checkin(dm_round.guild_id, dm_round.user_id, open_round.local_date) is not None:
@@ -1587,22 +1596,50 @@ class Storage:
         )
         return row[0], row[1], row[2]
 
-    async def finished_projects_between(self, guild_id: int, start: int, end: int,
-                                        limit: int = 50) -> list[FinishedProject]:
-        rows = await self.fetchall(
-            """SELECT p.user_id, m.display_name, p.name, p.closed_at FROM projects p
-               LEFT JOIN members m ON m.guild_id = p.guild_id AND m.user_id = p.user_id
-               WHERE p.guild_id = ? AND p.status = 'finished' AND p.closed_at >= ? AND p.closed_at < ?
-               ORDER BY p.closed_at, p.id LIMIT ?""",
-            (guild_id, start, end, limit),
-        )
-        return [self.FinishedProject(*r) for r in rows]
-
     async def checkin_users_since(self, guild_id: int, since: str) -> list[int]:
         rows = await self.fetchall(
             "SELECT DISTINCT user_id FROM checkins WHERE guild_id = ? AND local_date >= ?", (guild_id, since)
         )
         return [r[0] for r in rows]
+
+    # ------------------------------------------------------------ public names (announce off holds everywhere)
+    # Every public surface (celebration, weekly recap, a later server page) names members only through
+    # may_name_publicly(members.announce), the SQLite function registered from coach.members in `open`.
+
+    @dataclass(frozen=True, slots=True)
+    class PublicFinished:
+        """Finished projects in a time range: `total` counts every one; `named` are those whose members may be
+        named publicly (oldest first, at most the query's limit)."""
+        named: list[Storage.FinishedProject]
+        total: int
+
+    async def public_finished_projects(self, guild_id: int, start: int, end: int,
+                                       limit: int = 50) -> PublicFinished:
+        """Projects finished in [start, end) (UTC unix seconds): all counted, only the nameable ones listed."""
+        where = "p.guild_id = ? AND p.status = 'finished' AND p.closed_at >= ? AND p.closed_at < ?"
+        rows = await self.fetchall(
+            f"""SELECT p.user_id, m.display_name, p.name, p.closed_at FROM projects p
+               LEFT JOIN members m ON m.guild_id = p.guild_id AND m.user_id = p.user_id
+               WHERE {where} AND may_name_publicly(m.announce)
+               ORDER BY p.closed_at, p.id LIMIT ?""",
+            (guild_id, start, end, limit),
+        )
+        total = await self.fetchone(f"SELECT COUNT(*) FROM projects p WHERE {where}", (guild_id, start, end))
+        return self.PublicFinished([self.FinishedProject(*r) for r in rows], total[0])
+
+    async def nameable_members(self, guild_id: int, user_ids: Iterable[int]) -> set[int]:
+        """Those of `user_ids` who may be named publicly in this server (members never stored: the default)."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return set()
+        values = ", ".join("(?)" for _ in ids)
+        rows = await self.fetchall(
+            f"""WITH cand(uid) AS (VALUES {values})
+               SELECT uid FROM cand LEFT JOIN members m ON m.guild_id = ? AND m.user_id = cand.uid
+               WHERE may_name_publicly(m.announce)""",
+            (*ids, guild_id),
+        )
+        return {r[0] for r in rows}
 
     # ------------------------------------------------------------ board: export
 

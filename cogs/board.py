@@ -36,9 +36,7 @@ COLOUR = discord.Colour.from_rgb(241, 196, 15)
 
 
 def name_of(names: dict[int, str], user_id: int) -> str:
-    """A member's name as the members table knows it; unknown members are shown as a mention, which an
-    embed renders as their name and never pings."""
-    return board.shown_name(names.get(user_id)) or f"<@{user_id}>"
+    return board.member_label(names.get(user_id), user_id)
 
 
 async def guild_tz(bot: BounceBot, guild_id: int) -> str:
@@ -53,11 +51,8 @@ class BoardPager(Pager):
     """One member's view of the board; the key carries server, period (week, month, s<season id>, all), caller."""
 
     def __init__(self, bot: BounceBot, guild_id: int, period: str, caller: int) -> None:
-        super().__init__(key=f"lb:{guild_id}:{period}:{caller}")
-        self.bot, self.guild_id, self.period, self.caller = bot, guild_id, period, caller
-
-    async def allowed(self, interaction: discord.Interaction) -> bool:
-        return interaction.user.id == self.caller
+        super().__init__(key=f"lb:{guild_id}:{period}:{caller}", guild_id=guild_id, owner_id=caller)
+        self.bot, self.period, self.caller = bot, period, caller
 
     async def window(self) -> board.Window:
         storage, now = self.bot.storage, self.bot.clock.now()
@@ -195,7 +190,8 @@ class Board(commands.Cog):
                         inline=False)
         embed.set_image(url="attachment://heatmap.png")
         embed.set_footer(text=f"The last {board.HEATMAP_WEEKS} weeks: green finished, yellow unfinished, "
-                              "grey skipped, red missed. Away days neither count nor break a streak.")
+                              "light grey skipped, slate blue missed, dark no round. Away days neither count nor "
+                              "break a streak.")
         return embed, png
 
     # ------------------------------------------------------------------ seasons (from /coach new-season)
@@ -210,7 +206,7 @@ class Board(commands.Cog):
                 "fresh points by default. Nothing is deleted: `/leaderboard period:all` still shows all of it.")
         if current:
             text += f"\nThis closes **{escape_markdown(cut(current.name, 60))}**."
-        await reply(interaction, text, view=confirm_view("ns", interaction.user.id, token))
+        await reply(interaction, text, view=confirm_view("ns", guild_id, interaction.user.id, token))
 
     async def confirm_season(self, interaction: discord.Interaction, user_id: int, token: int, go: bool) -> None:
         if interaction.user.id != user_id or interaction.guild_id is None:
@@ -296,9 +292,11 @@ class Board(commands.Cog):
     async def recap_embed(self, round_: Round, monday: date, stats: board.RecapStats, server: str) -> discord.Embed:
         storage, guild_id = self.storage, round_.guild_id
         tz = await guild_tz(self.bot, guild_id)
-        finished = await storage.finished_projects_between(
+        # A public post: only members who may be named publicly are named (coach.members); all are counted.
+        finished = await storage.public_finished_projects(
             guild_id, board.local_midnight(monday, tz), board.local_midnight(monday + timedelta(days=7), tz))
-        candidates = await storage.checkin_users_since(guild_id, (monday - timedelta(days=63)).isoformat())
+        candidates = await storage.nameable_members(
+            guild_id, await storage.checkin_users_since(guild_id, (monday - timedelta(days=63)).isoformat()))
         streaks = await storage.current_streaks(guild_id, candidates, round_.local_date)
         top = sorted((s for s in streaks.items() if s[1] > 0), key=lambda s: (-s[1], s[0]))[:3]
         names = await storage.display_names(guild_id, [u for u, _ in top])
@@ -307,13 +305,10 @@ class Board(commands.Cog):
         embed = discord.Embed(title=f"Weekly recap · {board.week_label(monday)}", description=intro, colour=COLOUR)
         embed.add_field(name="Rounds held", value=str(stats.rounds))
         embed.add_field(name="Check-in rate", value=board.recap_rate_line(stats))
-        lines = [f"✅ **{safe_name(p.name, 60)}** · {board.shown_name(p.display_name) or f'<@{p.user_id}>'}"
-                 for p in finished]
-        embed.add_field(name=f"Finished this week ({len(finished)})",
-                        value=cut_block("\n".join(lines), EMBED_FIELD_VALUE_MAX) if lines else
-                        "No projects finished this week. One small finished piece next week changes that.", inline=False)
-        embed.add_field(name="Longest streaks", inline=False, value="\n".join(
-            f"🔥 **{n}** · {name_of(names, u)}" for u, n in top) or "No streaks running yet. Next round starts one.")
+        title, value = board.recap_finished(
+            [board.Finish(p.name, p.display_name, p.user_id) for p in finished.named], finished.total)
+        embed.add_field(name=title, value=value, inline=False)
+        embed.add_field(name="Longest streaks", inline=False, value=board.recap_streaks(top, names))
         return embed
 
     # ------------------------------------------------------------------ servers that remove the bot

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import discord
 from discord import app_commands
 
-from coach.errors import BounceError
+from coach.errors import BounceError, NotAllowed
+from coach.members import display_name
 
 if TYPE_CHECKING:
     from bot import BounceBot
@@ -131,7 +132,9 @@ def orphaned_form(interaction: discord.Interaction, pattern: re.Pattern[str]
 
 
 def member_name(user: discord.abc.User) -> str:
-    return getattr(user, "display_name", None) or user.name
+    """The member's one name in the server (coach.members.display_name): a Member from a server interaction
+    carries its nickname; a User (a DM) only its global name and username."""
+    return display_name(getattr(user, "nick", None), getattr(user, "global_name", None), user.name)
 
 
 def stateless(view: discord.ui.View) -> discord.ui.View:
@@ -151,33 +154,40 @@ def confirmable(kind: str, *, cog: str, method: str, yes: str, no: str,
 
 
 class ConfirmButton(discord.ui.DynamicItem[discord.ui.Button],
-                    template=r"bounce:(?P<kind>[a-z]{2}):(?P<user>\d+):(?P<token>\d+):(?P<act>[yn])"):
-    """Confirm or cancel something only its owner may decide (new season, forget my data). Survives restarts:
-    the custom_id carries the kind, the owner and a token."""
+                    template=r"bounce:(?P<kind>[a-z]{2}):(?:(?P<guild>\d+):)?(?P<user>\d+):(?P<token>\d+):(?P<act>[yn])"):
+    """Confirm or cancel something only its owner may decide in one server (new season, forget my data).
+    Survives restarts: the custom_id carries the kind, the server, the owner and a token. A press from another
+    server is refused before the handler runs (the handler checks the owner). Buttons sent before the server was
+    part of the id (no guild) still work: their token is stored per server."""
 
-    def __init__(self, kind: str, user_id: int, token: int, act: str) -> None:
+    def __init__(self, kind: str, guild_id: int | None, user_id: int, token: int, act: str) -> None:
         _, _, yes, no, style = CONFIRMS[kind]
+        scope = f"{guild_id}:" if guild_id is not None else ""
         super().__init__(discord.ui.Button(
             label=yes if act == "y" else no, style=style if act == "y" else discord.ButtonStyle.secondary,
-            custom_id=f"bounce:{kind}:{user_id}:{token}:{act}",
+            custom_id=f"bounce:{kind}:{scope}{user_id}:{token}:{act}",
         ))
-        self.kind, self.user_id, self.token, self.act = kind, user_id, token, act
+        self.kind, self.guild_id, self.user_id, self.token, self.act = kind, guild_id, user_id, token, act
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
         if match["kind"] not in CONFIRMS:
             raise ValueError(f"unknown confirm kind {match['kind']!r}")
-        return cls(match["kind"], int(match["user"]), int(match["token"]), match["act"])
+        guild = int(match["guild"]) if match["guild"] else None
+        return cls(match["kind"], guild, int(match["user"]), int(match["token"]), match["act"])
 
     @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
+        if self.guild_id is not None and interaction.guild_id != self.guild_id:
+            raise NotAllowed("This button belongs to another server; nothing changed. Run the command in the "
+                             "server you mean.")
         cog_name, method, *_ = CONFIRMS[self.kind]
         handler = getattr(bot_of(interaction).get_cog(cog_name), method)
         await handler(interaction, self.user_id, self.token, self.act == "y")
 
 
-def confirm_view(kind: str, user_id: int, token: int) -> discord.ui.View:
+def confirm_view(kind: str, guild_id: int, user_id: int, token: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(ConfirmButton(kind, user_id, token, "y"))
-    view.add_item(ConfirmButton(kind, user_id, token, "n"))
+    view.add_item(ConfirmButton(kind, guild_id, user_id, token, "y"))
+    view.add_item(ConfirmButton(kind, guild_id, user_id, token, "n"))
     return view

@@ -334,11 +334,8 @@ class LessonPager(Pager):
     """/lesson list: every lesson in track order; ✅ marks the ones this member reflected on."""
 
     def __init__(self, bot: BounceBot, guild_id: int, user_id: int) -> None:
-        super().__init__(key=f"ls:{guild_id}:{user_id}")
-        self.bot, self.guild_id, self.user_id = bot, guild_id, user_id
-
-    async def allowed(self, interaction: discord.Interaction) -> bool:
-        return interaction.user.id == self.user_id
+        super().__init__(key=f"ls:{guild_id}:{user_id}", guild_id=guild_id, owner_id=user_id)
+        self.bot, self.user_id = bot, user_id
 
     async def render(self, page: int) -> tuple[discord.Embed, int]:
         lessons = self.bot.lessons.lessons

@@ -127,8 +127,8 @@ class Projects(commands.Cog):
 
 class ProjectPager(Pager):
     def __init__(self, bot: BounceBot, guild_id: int, user_id: int, name: str | None) -> None:
-        super().__init__(key=f"pj:{guild_id}:{user_id}")
-        self.bot, self.guild_id, self.user_id, self.name = bot, guild_id, user_id, name
+        super().__init__(key=f"pj:{guild_id}:{user_id}", guild_id=guild_id)
+        self.bot, self.user_id, self.name = bot, user_id, name
 
     async def render(self, page: int) -> tuple[discord.Embed, int]:
         counts = await self.bot.storage.count_projects(self.guild_id, self.user_id)

@@ -127,15 +127,17 @@ def test_streaks_are_fetched_only_for_ties_that_matter() -> None:
     assert board.streaks_needed([], 0, 1) == set()
 
 
-def test_names_are_safe_and_never_escaped_twice() -> None:
+def test_names_are_stored_raw_and_made_safe_once_when_shown() -> None:
     from coach.text import safe_name
 
     long = "Producer With A Really Long Display Name That Goes On"
-    assert board.shown_name(long).endswith("…") and len(board.shown_name(long)) <= 32
-    for raw in ("@everyone **Zed**", "DJ_Snake|x", "a\\b"):
-        assert board.shown_name(raw) == board.shown_name(safe_name(raw)) == safe_name(raw)
-    assert "@everyone" not in board.shown_name("@everyone")
-    assert board.shown_name("") is None and board.shown_name(None) is None
+    assert board.member_label(long, 1).endswith("…") and len(board.member_label(long, 1)) <= 32
+    for raw in ("@everyone **Zed**", "DJ_Snake|x", "a\\b", "\\_ghost\\_"):
+        assert board.member_label(raw, 1) == safe_name(raw)
+    # A name that really contains a backslash keeps it: nothing is un-escaped "defensively" any more.
+    assert board.member_label("\\_ghost", 1) == "\\\\\\_ghost"
+    assert "@everyone" not in board.member_label("@everyone", 1)
+    assert board.member_label("", 42) == board.member_label(None, 42) == "<@42>"
 
 
 def test_pages_clamp_to_the_last() -> None:

@@ -1680,10 +1680,13 @@ class FakeDiscord(World):
         return out
 
     async def click(self, message: dict, custom_id: str, user_id: int, *, guild_id: int | None = None,
-                    values: list[str] | None = None, locale: str = "en-US") -> InteractionHandle:
-        """A user clicks a button (or picks select `values`) on a message the bot sent."""
+                    channel_id: int | None = None, values: list[str] | None = None,
+                    locale: str = "en-US") -> InteractionHandle:
+        """A user clicks a button (or picks select `values`) on a message the bot sent. `guild_id` and
+        `channel_id` place the click elsewhere than the message (what Discord never sends today: for tests of
+        defence in depth)."""
         stored = self._msg_index.get(int(message["id"]), message)
-        cid = int(stored["channel_id"])
+        cid = channel_id or int(stored["channel_id"])
         if guild_id is None:
             guild_id = self.channel_guild.get(cid)
         comp = self._find_component(stored.get("components"), custom_id)
