@@ -349,13 +349,15 @@ async def test_list_marks_reflections_and_pages(running: Harness) -> None:
     await handle.response()
     embed = handle.response_data["embeds"][0]
     lines = embed["description"].splitlines()
-    assert lines[0].startswith("✅") and FIRST.title in lines[0] and "latest here" in lines[0]
-    assert all(line.startswith("▫️") for line in lines[1:]) and len(lines) == 10
-    assert "1 of 12" in embed["footer"]["text"] and "page 1/2" in embed["footer"]["text"]
+    assert lines[0] == "__Core Track__"
+    assert lines[1].startswith("💭") and FIRST.title in lines[1] and "latest here" in lines[1]
+    assert all(line.startswith("▫️") for line in lines[2:]) and len(lines) == 11
+    assert "reflected: 1" in embed["footer"]["text"] and f"of {len(LIBRARY)}" in embed["footer"]["text"]
+    assert f"page 1/{-(-len(LIBRARY) // 10)}" in embed["footer"]["text"]
     nxt = [c for row in handle.response_data["components"] for c in row["components"] if c["label"] == "Next"][0]
     click = await running.fake.click(handle.original, nxt["custom_id"], alice)
     await click.response()
-    assert "page 2/2" in click.response_data["embeds"][0]["footer"]["text"]
+    assert "page 2/" in click.response_data["embeds"][0]["footer"]["text"]
     assert LAST.title in click.response_data["embeds"][0]["description"]
 
 

@@ -1,0 +1,1 @@
+-- Placeholder for the migration number reserved by another helper; the lead drops this file when merging.
