@@ -20,6 +20,7 @@ A lesson file lives at ``data/lessons/<track>/NN-slug.md``::
 Optional, all checked at start like the rest:
 
 * ``module: <name>`` in the front matter places the lesson in one of its track's modules;
+* ``formerly: [old-id]`` keeps a renamed lesson's old ids working (old buttons, a server's place in the track);
 * an ``Outcome: …`` line inside ``## Your Turn`` says what the member has when the exercise is done;
 * ``## Quick Reference``: one to three short lines (``/lesson show`` shows them);
 * ``## FAQ``: ``Q: …`` / ``A: …`` pairs (``/lesson show`` shows them).
@@ -75,7 +76,7 @@ FAQ = "FAQ"
 SECTIONS = (YOUR_TURN, REFLECT)
 OPTIONAL_SECTIONS = (QUICK_REFERENCE, FAQ)
 REQUIRED_FIELDS = ("id", "track", "order", "title")
-KNOWN_FIELDS = (*REQUIRED_FIELDS, "tags", "module")
+KNOWN_FIELDS = (*REQUIRED_FIELDS, "tags", "module", "formerly")
 TRACK_FILE = "_track.md"
 TRACK_FIELDS = ("track", "title", "unlock")
 MODULES = "Modules"
@@ -121,6 +122,7 @@ class Lesson:
     outcome: str | None = None
     quick_reference: tuple[str, ...] = ()
     faq: tuple[tuple[str, str], ...] = ()
+    formerly: tuple[str, ...] = ()
 
     @property
     def reflect_label(self) -> str:
@@ -187,7 +189,9 @@ class LessonLibrary:
         ordered = tuple(sorted(self.lessons, key=lambda lesson: (rank[lesson.track], lesson.order)))
         object.__setattr__(self, "lessons", ordered)
         object.__setattr__(self, "track_info", tuple(ranked))
-        object.__setattr__(self, "_by_id", {lesson.id: lesson for lesson in ordered})
+        by_id = {old: lesson for lesson in ordered for old in lesson.formerly}
+        by_id.update({lesson.id: lesson for lesson in ordered})
+        object.__setattr__(self, "_by_id", by_id)
         object.__setattr__(self, "_tracks", {track.name: track for track in ranked})
 
     def __len__(self) -> int:
@@ -208,6 +212,7 @@ class LessonLibrary:
         return self.track_info[0].name if self.track_info else DEFAULT_TRACK
 
     def get(self, lesson_id: str) -> Lesson | None:
+        """A lesson by its id, or by an id it had before it was renamed (``formerly``)."""
         return self._by_id.get(lesson_id.strip())
 
     def track(self, name: str = DEFAULT_TRACK) -> tuple[Lesson, ...]:
@@ -289,6 +294,13 @@ def load_lessons(directory: Path = DEFAULT_LESSONS_DIR) -> LessonLibrary:
                 f" (also in {_show(other.path)})"
             )
         by_slot[slot] = lesson
+    former: dict[str, Lesson] = {}
+    for lesson in lessons:
+        for old in lesson.formerly:
+            other = by_id.get(old) or former.get(old)
+            if other is not None:
+                raise LessonError(f"{_show(lesson.path)}: former id '{old}' is also used by {_show(other.path)}")
+            former[old] = lesson
     return LessonLibrary(tuple(lessons), tuple(tracks.values()))
 
 
@@ -379,6 +391,10 @@ def _parse(text: str, path: Path) -> Lesson:
     if len(title) > EMBED_TITLE_MAX:
         raise _Problem(f"title is {len(title)} characters, over the embed title limit of {EMBED_TITLE_MAX}")
     tags = _parse_tags(meta.get("tags", ""))
+    formerly = _parse_tags(meta.get("formerly", ""))
+    for old in formerly:
+        if not _ID_RE.match(old) or len(old) > LESSON_ID_MAX or old == lesson_id:
+            raise _Problem(f"former id '{old}' must be a lesson id other than this one's")
 
     module = meta.get("module") or None
     if module is not None and not _ID_RE.match(module):
@@ -421,6 +437,7 @@ def _parse(text: str, path: Path) -> Lesson:
         outcome=outcome,
         quick_reference=quick,
         faq=faq,
+        formerly=formerly,
     )
     if lesson.embed_length > EMBED_TOTAL_MAX:
         raise _Problem(

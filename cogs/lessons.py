@@ -136,11 +136,10 @@ class Lessons(commands.Cog):
             guild_id=guild.id, channel_id=channel_id, weekday=day, time_local=format_time(at), timezone=tz.key,
             next_due=to_unix(nxt), now=self.bot.clock.now(),
         )
-        upcoming = await self.upcoming(guild.id)
+        plan = await self.plan_lines(guild.id)
         lines = [f"{'All set' if new else 'Updated'}: lessons are posted in <#{channel_id}> every "
                  f"**{WEEKDAY_LONG[day]}** at **{format_time(at)}** ({tz.key}).",
-                 f"Next one: {ts(nxt)} ({ts(nxt, 'R')}): **{escape_markdown(cut(upcoming.title, 100))}**.",
-                 *(await self.plan_lines(guild.id))[1:]]
+                 f"Next one: {ts(nxt)} ({ts(nxt, 'R')}): {plan[0].removeprefix('Next lesson: ')}", *plan[1:]]
         if checkin is None:
             lines.append("That's UTC because there's no check-in set up yet; after `/coach setup` picks your "
                          "time zone, run `/coach lessons` again to follow it.")

@@ -99,8 +99,15 @@ def test_every_shipped_lesson_post_fits_discords_embed_limits() -> None:
         assert len(embed) <= EMBED_TOTAL_MAX, lesson.id
         # The shipped lessons fit whole: nothing is cut.
         assert data["title"] == lesson.title and data["description"] == lesson.excerpt
-        assert data["fields"][0]["value"] == lesson.your_turn and lesson.reflect in data["footer"]["text"]
+        exercise = f"{lesson.your_turn}\n\n**You'll have:** {lesson.outcome}" if lesson.outcome else lesson.your_turn
+        assert data["fields"][0]["value"] == exercise and lesson.reflect in data["footer"]["text"]
+        assert len(data["fields"]) == 1  # the post: Quick Reference and FAQ are for /lesson show
+        full = lesson_embed(lesson, full=True, author="Finishing Craft · Out the Door · 6 of 6").to_dict()
+        assert len(lesson_embed(lesson, full=True)) <= EMBED_TOTAL_MAX and full["description"] == lesson.excerpt
+        assert [f["name"] for f in full["fields"][1:]] == (["Quick Reference"] if lesson.quick_reference else []) + [
+            q for q, _ in lesson.faq]
         assert len(f"bounce:lr:{lesson.id}") <= 100 and len(f"bounce:rf:{lesson.id}:{2**64}") <= 100
+        assert len(f"bounce:ld:{lesson.id}") <= 100
 
 
 def test_an_oversized_lesson_is_cut_to_fit() -> None:
