@@ -351,6 +351,8 @@ FORGET_LABELS = {
     "points": ("points entry", "points entries"),
     "away_periods": ("away period", "away periods"),
     "reflections": ("reflection", "reflections"),
+    "lesson_reads": ("lesson opened", "lessons opened"),
+    "lesson_unlocks": ("track unlocked", "tracks unlocked"),
     "members": ("member profile", "member profiles"),
     "dm_schedules": ("DM check-in setting", "DM check-in settings"),
     "dm_rounds": ("DM check-in", "DM check-ins"),
