@@ -112,13 +112,13 @@ class Lessons(commands.Cog):
         guild = interaction.guild
         assert guild is not None
         existing = await self.storage.get_lesson_schedule(guild.id)
-        if then is not None:
-            await self.choose_next_track(guild.id, then)
-        if existing is not None and channel is None and weekday is None and time is None:
-            await reply(interaction, "\n".join(await self.plan_lines(guild.id)))  # only the next track changed
-            return
+        following = self.track_named(then) if then is not None else None  # checked before anything is stored
         if channel is None and existing is None:
             raise BadInput("Pick the channel where lessons should be posted: `/coach lessons channel:#lessons`.")
+        if existing is not None and channel is None and weekday is None and time is None:
+            await self.choose_next_track(guild.id, following)
+            await reply(interaction, "\n".join(await self.plan_lines(guild.id)))  # only the next track changed
+            return
         channel_id = channel.id if channel is not None else existing.channel_id  # type: ignore[union-attr]
         at = parse_time(time if time is not None else existing.time_local if existing else DEFAULT_TIME)
         day = weekday if weekday is not None else existing.weekday if existing else DEFAULT_WEEKDAY
@@ -136,6 +136,7 @@ class Lessons(commands.Cog):
             guild_id=guild.id, channel_id=channel_id, weekday=day, time_local=format_time(at), timezone=tz.key,
             next_due=to_unix(nxt), now=self.bot.clock.now(),
         )
+        await self.choose_next_track(guild.id, following)
         plan = await self.plan_lines(guild.id)
         lines = [f"{'All set' if new else 'Updated'}: lessons are posted in <#{channel_id}> every "
                  f"**{WEEKDAY_LONG[day]}** at **{format_time(at)}** ({tz.key}).",
@@ -147,15 +148,19 @@ class Lessons(commands.Cog):
             lines.append("Scheduled posts are paused right now; `/coach resume` starts them again.")
         await reply(interaction, "\n".join(lines))
 
-    async def choose_next_track(self, guild_id: int, name: str) -> None:
+    def track_named(self, name: str) -> str:
+        """The track `then:` names (by name or title); BadInput listing the tracks otherwise."""
         library = self.bot.lessons
-        name = name.strip()
-        track = next((t for t in library.track_info if name in (t.name, t.title)), None)
+        track = next((t for t in library.track_info if name.strip() in (t.name, t.title)), None)
         if track is None:
             known = ", ".join(f"`{t.name}` ({t.title})" for t in library.track_info)
             raise BadInput(f"There's no track called `{cut(name.replace('`', ''), 40)}`. Pick one of: {known}.")
-        default = track.name == library.first_track
-        await self.storage.set_next_track(guild_id, None if default else track.name, self.bot.clock.now())
+        return track.name
+
+    async def choose_next_track(self, guild_id: int, track: str | None) -> None:
+        if track is not None:  # the default (Core again) is stored as no choice
+            chosen = None if track == self.bot.lessons.first_track else track
+            await self.storage.set_next_track(guild_id, chosen, self.bot.clock.now())
 
     async def plan_lines(self, guild_id: int) -> list[str]:
         """What the server reads now and what follows when its track ends (for /coach lessons and /coach show)."""

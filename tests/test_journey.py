@@ -282,3 +282,14 @@ async def test_migration_keeps_the_ledger_and_depth_counts_exercises(tmp_path: P
         assert forgotten["points"] == 3 and await storage.stored_board_totals(1) == {}
     finally:
         await storage.close()
+
+
+async def test_coach_lessons_needs_a_channel_the_first_time_and_offers_tracks(running: Harness) -> None:
+    admin = running.studio.admin
+    first = await text_of(running, admin, "coach lessons", {"then": "working"})
+    assert "Pick the channel where lessons should be posted" in first
+    assert await running.bot.storage.get_lesson_schedule(running.studio.guild) is None
+    handle = await running.fake.autocomplete(running.studio.guild, running.studio.channel, admin, "coach lessons",
+                                             {"then": "fin"}, focused="then")
+    await handle.response()
+    assert [(c["name"], c["value"]) for c in handle.choices] == [("Finishing Craft (6 lessons)", "finishing")]
