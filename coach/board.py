@@ -142,6 +142,12 @@ def rank(scores: Iterable[Score], streaks: Mapping[int, int]) -> list[Ranked]:
     return [Ranked(i + 1, s, streaks.get(s.user_id, 0)) for i, s in enumerate(ordered)]
 
 
+def rank_by_depth(scores: Iterable[Score]) -> list[Ranked]:
+    """/leaderboard rank:depth: depth points first, then check-in and finish points, then member id."""
+    ordered = sorted(scores, key=lambda s: (-s.depth, -s.points, s.user_id))
+    return [Ranked(i + 1, s, 0) for i, s in enumerate(ordered)]
+
+
 # ---------------------------------------------------------------- streak days, stats, heatmap
 
 
@@ -381,6 +387,8 @@ FORGET_LABELS = {
     "points": ("points entry", "points entries"),
     "away_periods": ("away period", "away periods"),
     "reflections": ("reflection", "reflections"),
+    "lesson_reads": ("lesson opened", "lessons opened"),
+    "lesson_unlocks": ("track unlocked", "tracks unlocked"),
     "members": ("member profile", "member profiles"),
     "dm_schedules": ("DM check-in setting", "DM check-in settings"),
     "dm_rounds": ("DM check-in", "DM check-ins"),

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 from coach.clock import from_unix, to_unix
 from coach.errors import BadInput
+from coach.journey import tell_unlocks
+from coach.lessons import LessonLibrary
 from coach.outbox import Take, TakeReport, catch_up
 from coach.schedule import next_occurrence, parse_time
 from coach.storage import Storage
@@ -92,7 +94,7 @@ class Reflected:
 
 
 async def reflect(storage: Storage, *, guild_id: int, user_id: int, display_name: str, lesson_id: str,
-                  text: str | None, now: datetime) -> Reflected:
+                  text: str | None, now: datetime, library: LessonLibrary | None = None) -> Reflected:
     """Save a member's private reflection; the first one on a lesson earns +2 depth points, edits nothing.
 
     The award is asked for every time and the ledger grants it once per (member, lesson), so a reflection
@@ -102,4 +104,7 @@ async def reflect(storage: Storage, *, guild_id: int, user_id: int, display_name
     await storage.touch_member(guild_id, user_id, display_name, now)
     created = await storage.save_reflection(guild_id, user_id, lesson_id, body, now)
     awarded = await storage.award(guild_id, user_id, "reflection", DEPTH_POINTS, lesson_id, now)
-    return Reflected(created, awarded, await storage.depth_points(guild_id, user_id))
+    depth = await storage.depth_points(guild_id, user_id)
+    if library is not None:  # a track reached with these points is told once (coach/journey.py)
+        await tell_unlocks(storage, library, guild_id, user_id, depth, now)
+    return Reflected(created, awarded, depth)

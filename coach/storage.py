@@ -22,6 +22,8 @@ from coach.outbox import Job, Sent, Take, crashpoint
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: Ledger kinds that are depth points: a reflection (+2) and a Your Turn exercise marked done (+1).
+DEPTH_KINDS = "('reflection', 'exercise')"
 _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -1032,12 +1034,95 @@ class Storage:
         return {r[0] for r in rows}
 
     async def depth_points(self, guild_id: int, user_id: int) -> int:
-        """A member's depth points in a server: the sum of their 'reflection' entries in the ledger."""
+        """A member's depth points in a server: their 'reflection' and 'exercise' entries in the ledger."""
         row = await self.fetchone(
-            "SELECT COALESCE(SUM(amount), 0) FROM points WHERE guild_id = ? AND user_id = ? AND kind = 'reflection'",
+            f"SELECT COALESCE(SUM(amount), 0) FROM points WHERE guild_id = ? AND user_id = ? AND kind IN {DEPTH_KINDS}",
             (guild_id, user_id),
         )
         return row[0]
+
+    # ------------------------------------------------------------ lesson journey (exercises done, reads, unlocks)
+
+    async def done_lesson_ids(self, guild_id: int, user_id: int) -> set[str]:
+        """Lessons whose Your Turn exercise the member marked done (their 'exercise' entries in the ledger)."""
+        rows = await self.fetchall(
+            "SELECT ref FROM points WHERE guild_id = ? AND user_id = ? AND kind = 'exercise'", (guild_id, user_id)
+        )
+        return {r[0] for r in rows}
+
+    async def mark_lesson_read(self, guild_id: int, user_id: int, lesson_id: str, now: datetime) -> None:
+        await self.execute(
+            "INSERT OR IGNORE INTO lesson_reads (guild_id, user_id, lesson_id, read_at) VALUES (?, ?, ?, ?)",
+            (guild_id, user_id, lesson_id, to_unix(now)),
+        )
+
+    async def read_lesson_ids(self, guild_id: int, user_id: int) -> set[str]:
+        rows = await self.fetchall(
+            "SELECT lesson_id FROM lesson_reads WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        return {r[0] for r in rows}
+
+    async def unlocked_tracks(self, guild_id: int, user_id: int) -> set[str]:
+        """Tracks the member has been told they unlocked."""
+        rows = await self.fetchall(
+            "SELECT track FROM lesson_unlocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        return {r[0] for r in rows}
+
+    async def record_unlocks(self, guild_id: int, user_id: int, tracks: Sequence[str], notice: str,
+                             now: datetime) -> list[str]:
+        """Record newly unlocked tracks and, in the same transaction, add `notice` to the member's waiting
+        notice (shown once, with their next private reply here). Returns the tracks that were new; the notice
+        is added only when some were, so a member is told once."""
+        new: list[str] = []
+        async with self.transaction() as db:
+            for track in tracks:
+                async with db.execute(
+                    "INSERT OR IGNORE INTO lesson_unlocks (guild_id, user_id, track, unlocked_at) VALUES (?, ?, ?, ?)",
+                    (guild_id, user_id, track, to_unix(now)),
+                ) as cur:
+                    if cur.rowcount == 1:
+                        new.append(track)
+            if new:
+                await db.execute(
+                    "UPDATE members SET notice = CASE WHEN notice IS NULL OR notice = '' THEN ?1 "
+                    "ELSE notice || char(10) || '📌 ' || ?1 END WHERE guild_id = ?2 AND user_id = ?3",
+                    (notice, guild_id, user_id),
+                )
+        return new
+
+    async def posted_lesson_ids(self, guild_id: int, limit: int = 200) -> list[str]:
+        """The lessons posted in the server, newest first (a lesson posted twice appears twice)."""
+        rows = await self.fetchall(
+            "SELECT lesson_id FROM lesson_posts WHERE guild_id = ? AND state = 'posted' "
+            "ORDER BY local_date DESC, id DESC LIMIT ?",
+            (guild_id, limit),
+        )
+        return [r[0] for r in rows]
+
+    async def get_next_track(self, guild_id: int) -> str | None:
+        row = await self.fetchone("SELECT track FROM lesson_next_track WHERE guild_id = ?", (guild_id,))
+        return row[0] if row else None
+
+    async def set_next_track(self, guild_id: int, track: str | None, now: datetime) -> None:
+        """The track the server reads after its current one ends; None: the default (Core again)."""
+        if track is None:
+            await self.execute("DELETE FROM lesson_next_track WHERE guild_id = ?", (guild_id,))
+            return
+        await self.execute(
+            "INSERT INTO lesson_next_track (guild_id, track, chosen_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (guild_id) DO UPDATE SET track = excluded.track, chosen_at = excluded.chosen_at",
+            (guild_id, track, to_unix(now)),
+        )
+
+    async def depth_board(self, guild_id: int, period_id: int) -> list[BoardScore]:
+        """Everyone with depth points in a period (0 = all time), for /leaderboard rank:depth."""
+        rows = await self.fetchall(
+            "SELECT user_id, points, depth, reached_at FROM board_totals WHERE guild_id = ? AND period_id = ? "
+            "AND depth > 0",
+            (guild_id, period_id),
+        )
+        return [self.BoardScore(*r) for r in rows]
 
     # ============================================================ DM check-ins (section: DM feature)
     # Row classes live in this section (Storage.DMSchedule, Storage.DMRound) so the whole
@@ -1300,7 +1385,7 @@ class Storage:
                               AND (n.starts_at > b.starts_at OR (n.starts_at = b.starts_at AND n.id > b.id))))
         SELECT guild_id, period_id, user_id,
                SUM(CASE WHEN kind IN ('checkin', 'finish') THEN amount ELSE 0 END),
-               SUM(CASE WHEN kind = 'reflection' THEN amount ELSE 0 END),
+               SUM(CASE WHEN kind IN ('reflection', 'exercise') THEN amount ELSE 0 END),
                COALESCE(MAX(CASE WHEN kind IN ('checkin', 'finish') THEN created_at END), 0)
         FROM buckets GROUP BY guild_id, period_id, user_id"""
 
@@ -1350,7 +1435,7 @@ class Storage:
             await db.execute(
                 f"""INSERT INTO board_totals (guild_id, period_id, user_id, points, depth, reached_at)
                     SELECT guild_id, ?, user_id, SUM(CASE WHEN kind IN {self._BOARD_COUNTED} THEN amount ELSE 0 END),
-                           SUM(CASE WHEN kind = 'reflection' THEN amount ELSE 0 END),
+                           SUM(CASE WHEN kind IN ('reflection', 'exercise') THEN amount ELSE 0 END),
                            COALESCE(MAX(CASE WHEN kind IN {self._BOARD_COUNTED} THEN created_at END), 0)
                     FROM points INDEXED BY points_board WHERE guild_id = ? AND created_at >= ?
                     GROUP BY guild_id, user_id""",

@@ -24,7 +24,7 @@ from coach.schedule import (
     search_timezones,
 )
 from coach.storage import GuildSettings
-from coach.text import ts
+from coach.text import cut, ts
 from cogs.common import reply
 
 if TYPE_CHECKING:
@@ -183,7 +183,10 @@ class Admin(commands.Cog):
             when = f"{WEEKDAY_LONG[lessons.weekday]}s at {lessons.time_local} ({lessons.timezone})"
             if lessons.next_due and not guild.paused:
                 when += f", next {ts(from_unix(lessons.next_due), 'R')}"
-            embed.add_field(name="Lessons", value=f"<#{lessons.channel_id}>, {when}", inline=False)
+            lessons_cog = self.bot.get_cog("Lessons")
+            plan = await lessons_cog.plan_lines(guild.guild_id) if lessons_cog else []  # type: ignore[attr-defined]
+            embed.add_field(name="Lessons", value="\n".join([f"<#{lessons.channel_id}>, {when}", *plan]),
+                            inline=False)
         latest = await self.storage.latest_round(guild.guild_id)
         if latest and latest.message_id:
             link = f"https://discord.com/channels/{guild.guild_id}/{latest.channel_id}/{latest.message_id}"
@@ -232,17 +235,26 @@ class Admin(commands.Cog):
 
     # ------------------------------------------------------------------ lessons (delegates to cogs/lessons.py)
 
-    @coach.command(name="lessons", description="Where and when the weekly lessons are posted.")
-    @app_commands.describe(channel="Where lessons are posted", weekday="Which day (default: Monday)",
-                           time="Local time in 24-hour HH:MM (default: 10:00)")
+    @coach.command(name="lessons", description="Where and when the weekly lessons are posted, and which track follows.")
+    @app_commands.describe(channel="Where lessons are posted (needed the first time)",
+                           weekday="Which day (default: Monday)", time="Local time in 24-hour HH:MM (default: 10:00)",
+                           then="The track to post when the current one ends (default: the Core Track again)")
     @app_commands.choices(weekday=[app_commands.Choice(name=d, value=i) for i, d in enumerate(WEEKDAY_LONG)])
-    async def lessons(self, interaction: discord.Interaction, channel: discord.TextChannel,
+    async def lessons(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None,
                       weekday: app_commands.Choice[int] | None = None,
-                      time: app_commands.Range[str, 1, 20] | None = None) -> None:
+                      time: app_commands.Range[str, 1, 20] | None = None,
+                      then: app_commands.Range[str, 1, 100] | None = None) -> None:
         cog = self.bot.get_cog("Lessons")
         if cog is None:
             raise NotFound("Lessons aren't switched on for this bot right now.")
-        await cog.configure(interaction, channel, weekday.value if weekday else None, time)  # type: ignore[attr-defined]
+        await cog.configure(interaction, channel, weekday.value if weekday else None, time, then)  # type: ignore[attr-defined]
+
+    @lessons.autocomplete("then")
+    async def _track_ac(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        needle = current.strip().casefold()
+        return [app_commands.Choice(name=cut(f"{t.title} ({len(self.bot.lessons.track(t.name))} lessons)", 100),
+                                    value=t.name)
+                for t in self.bot.lessons.track_info if needle in t.name or needle in t.title.casefold()][:25]
 
     # ------------------------------------------------------------------ seasons and export (delegate to cogs/board.py)
 

@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import board, voice
+from coach import board, journey, voice
 from coach.clock import from_unix, to_unix
 from coach.errors import Conflict, NotAllowed
 from coach.heatmap import render_heatmap
@@ -50,9 +50,10 @@ async def guild_tz(bot: BounceBot, guild_id: int) -> str:
 class BoardPager(Pager):
     """One member's view of the board; the key carries server, period (week, month, s<season id>, all), caller."""
 
-    def __init__(self, bot: BounceBot, guild_id: int, period: str, caller: int) -> None:
-        super().__init__(key=f"lb:{guild_id}:{period}:{caller}", guild_id=guild_id, owner_id=caller)
-        self.bot, self.period, self.caller = bot, period, caller
+    def __init__(self, bot: BounceBot, guild_id: int, period: str, caller: int, depth: bool = False) -> None:
+        super().__init__(key=f"lb:{guild_id}:{period}:{caller}" + (":d" if depth else ""), guild_id=guild_id,
+                         owner_id=caller)
+        self.bot, self.guild_id, self.period, self.caller, self.depth = bot, guild_id, period, caller, depth
 
     async def window(self) -> board.Window:
         storage, now = self.bot.storage, self.bot.clock.now()
@@ -73,30 +74,45 @@ class BoardPager(Pager):
             period_id = await storage.window_period(self.guild_id, window.period, window.start)
         else:
             period_id = 0
-        rows = await storage.board_totals(self.guild_id, period_id)
+        rows = await (storage.depth_board if self.depth else storage.board_totals)(self.guild_id, period_id)
         scores = [board.Score(r.user_id, r.points, r.depth, r.reached_at) for r in rows]
         page, pages = board.clamp_page(page, len(scores))
-        latest = await storage.latest_round(self.guild_id)
-        needed = board.streaks_needed(scores, page, self.caller)
-        streaks = await storage.current_streaks(self.guild_id, needed, latest.local_date if latest else None)
-        ranked = board.rank(scores, streaks)
+        if self.depth:
+            ranked = board.rank_by_depth(scores)
+        else:
+            latest = await storage.latest_round(self.guild_id)
+            needed = board.streaks_needed(scores, page, self.caller)
+            streaks = await storage.current_streaks(self.guild_id, needed, latest.local_date if latest else None)
+            ranked = board.rank(scores, streaks)
         shown = ranked[page * board.PAGE_SIZE:(page + 1) * board.PAGE_SIZE]
         mine = next((r for r in ranked if r.score.user_id == self.caller), None)
         names = await storage.display_names(self.guild_id, [r.score.user_id for r in shown] + [self.caller])
-        embed = discord.Embed(title=f"Leaderboard · {window.label}", colour=COLOUR)
-        if shown:
+        embed = discord.Embed(title=f"{'Depth board' if self.depth else 'Leaderboard'} · {window.label}",
+                              colour=COLOUR)
+        if shown and self.depth:
+            embed.description = "\n".join(f"**{r.rank}.** {name_of(names, r.score.user_id)} · ✨ **{r.score.depth:,}**"
+                                          for r in shown)
+        elif self.depth:
+            embed.description = ("No depth points yet in this period. Reflecting on a lesson earns two, marking its "
+                                 "Your Turn done earns one.")
+        elif shown:
             embed.description = "\n".join(self.line(r, names) for r in shown)
         else:
             embed.description = ("No points yet in this period. Every answer to the Accountability Check "
                                  "earns one; be the first on the board.")
-        if mine is not None:
+        if mine is not None and self.depth:
+            you = f"**#{mine.rank}** of {len(ranked):,} · ✨ **{mine.score.depth:,}** depth"
+        elif mine is not None:
             you = (f"**#{mine.rank}** of {len(ranked):,} · **{mine.score.points:,}** pts · 🔥 {mine.streak} · "
                    f"✨ {mine.score.depth:,} depth")
+        elif self.depth:
+            you = "No depth points in this period yet. `/lesson next` is a good place to start."
         else:
             you = "No points in this period yet. Answer the next check-in and you're on the board."
         embed.add_field(name=f"You · {name_of(names, self.caller)}", value=you, inline=False)
-        embed.set_footer(text=f"Page {page + 1}/{pages} · points = check-ins + finished projects · "
-                              "ties: longer streak, then who got there first · ✨ depth points from reflections")
+        embed.set_footer(text=f"Page {page + 1}/{pages} · ✨ depth points: reflections and lesson exercises done" if
+                         self.depth else f"Page {page + 1}/{pages} · points = check-ins + finished projects · "
+                         "ties: longer streak, then who got there first · ✨ depth points from lessons")
         return embed, pages
 
     @staticmethod
@@ -107,7 +123,7 @@ class BoardPager(Pager):
 
 @register("lb")
 def _board_pager(bot: BounceBot, args: list[str]) -> Pager:
-    return BoardPager(bot, int(args[0]), args[1], int(args[2]))
+    return BoardPager(bot, int(args[0]), args[1], int(args[2]), depth=args[3:] == ["d"])
 
 
 confirmable("ns", cog="Board", method="confirm_season", yes="Start the new season", no="Cancel")
@@ -130,11 +146,15 @@ class Board(commands.Cog):
 
     @app_commands.command(name="leaderboard", description="Who's showing up: points this week, month, season or all time.")
     @app_commands.describe(period="Which points count (default: the current season, or all time)",
-                           page="Page number (10 members per page)")
-    @app_commands.choices(period=[app_commands.Choice(name=p, value=p) for p in board.PERIODS])
+                           page="Page number (10 members per page)",
+                           rank="Rank by check-in points (default) or by depth points from lessons")
+    @app_commands.choices(period=[app_commands.Choice(name=p, value=p) for p in board.PERIODS],
+                          rank=[app_commands.Choice(name="points", value="points"),
+                                app_commands.Choice(name="depth", value="depth")])
     @app_commands.guild_only()
     async def leaderboard(self, interaction: discord.Interaction, period: app_commands.Choice[str] | None = None,
-                          page: app_commands.Range[int, 1, 100000] = 1) -> None:
+                          page: app_commands.Range[int, 1, 100000] = 1,
+                          rank: app_commands.Choice[str] | None = None) -> None:
         assert interaction.guild_id is not None
         chosen = period.value if period else "season"
         if chosen == "season":
@@ -142,7 +162,8 @@ class Board(commands.Cog):
             chosen = f"s{season.id}" if season else "all"
         await self.storage.touch_member(interaction.guild_id, interaction.user.id, member_name(interaction.user),
                                         self.bot.clock.now())
-        await BoardPager(self.bot, interaction.guild_id, chosen, interaction.user.id).send(interaction, page - 1)
+        depth = rank is not None and rank.value == "depth"
+        await BoardPager(self.bot, interaction.guild_id, chosen, interaction.user.id, depth).send(interaction, page - 1)
 
     # ------------------------------------------------------------------ /stats
 
@@ -155,6 +176,14 @@ class Board(commands.Cog):
         mine = who.id == interaction.user.id
         name = safe_name(member_name(who))
         await interaction.response.defer(ephemeral=True, thinking=True)
+        lessons = await journey.progress(self.storage, self.bot.lessons, guild_id, who.id)
+        if await self.storage.count_checkins(guild_id, who.id) == 0 and (lessons.depth or lessons.reflected):
+            embed = discord.Embed(title=f"Stats · {name}", colour=COLOUR, description=(
+                "No check-ins here yet: the streak and heatmap start with the first answer to the Accountability "
+                "Check." if mine else f"{name} hasn't checked in here yet; their lesson work so far:"))
+            embed.add_field(name="Lessons", value=journey.progress_summary(lessons), inline=False)
+            await reply(interaction, embed=embed)
+            return
         if await self.storage.count_checkins(guild_id, who.id) == 0:
             await reply(interaction, "You haven't checked in here yet. Answer the next Accountability Check "
                                      "(or use `/checkin`) and your stats start from there." if mine else
@@ -162,6 +191,7 @@ class Board(commands.Cog):
                         "with their first answer.")
             return
         embed, png = await self.stats_card(guild_id, who.id, name)
+        embed.insert_field_at(3, name="Lessons", value=journey.progress_summary(lessons), inline=False)
         await reply(interaction, embed=embed, file=discord.File(io.BytesIO(png), filename="heatmap.png"))
 
     async def stats_card(self, guild_id: int, user_id: int, name: str) -> tuple[discord.Embed, bytes]:
@@ -175,7 +205,7 @@ class Board(commands.Cog):
         streak = compute_streak(days)
         rate = checkin_rate(days, board.RATE_ROUNDS)
         counts = await storage.count_projects(guild_id, user_id)
-        depth = await storage.points_total(guild_id, user_id, ["reflection"])
+        depth = await storage.depth_points(guild_id, user_id)
         png = await asyncio.to_thread(render_heatmap, board.heatmap_days(days, today), today, board.HEATMAP_WEEKS)
         embed = discord.Embed(title=f"Stats · {name}", colour=COLOUR)
         embed.add_field(name="Streak", value=f"🔥 **{streak.current}** now · best **{streak.best}**")

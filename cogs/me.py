@@ -105,7 +105,7 @@ class Me(commands.Cog):
             "server_id": str(guild_id), "member_id": str(user_id),
             "exported_at": self.bot.clock.now().isoformat(),
             "points": {"checkin_and_finish": await storage.points_total(guild_id, user_id, ["checkin", "finish"]),
-                       "depth": await storage.points_total(guild_id, user_id, ["reflection"])},
+                       "depth": await storage.depth_points(guild_id, user_id)},
             "data": data,
         }
         raw = json.dumps(document, indent=2, ensure_ascii=False, default=str).encode("utf-8")
