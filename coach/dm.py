@@ -177,9 +177,9 @@ async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int
         for schedule in due:
             try:
                 take, missed = take_for(schedule, now, grace)
-            except Exception:
-                log.exception("DM schedule of user %s in guild %s is broken; switched off",
-                              schedule.user_id, schedule.guild_id)
+            except Exception as exc:
+                log.error("DM schedule of user %s in guild %s can't be computed (%s); switched off",
+                          schedule.user_id, schedule.guild_id, exc)
                 await storage.break_schedule("dm", schedule.guild_id, schedule.user_id, "broken_schedule", now)
                 report.broken += 1
                 continue

@@ -59,9 +59,9 @@ async def take_due(storage: Storage, now: datetime, grace: timedelta,
         for schedule in due:
             try:
                 take, missed = take_for(schedule, now, grace, await next_lesson(schedule.guild_id))
-            except Exception:
-                log.exception("guild %s: its lesson schedule can't be computed; stopped until /coach lessons",
-                              schedule.guild_id)
+            except Exception as exc:
+                log.error("guild %s: its lesson schedule can't be computed (%s); stopped until /coach lessons",
+                          schedule.guild_id, exc)
                 await storage.break_schedule("lesson", schedule.guild_id, None, "broken_schedule", now)
                 report.broken += 1
                 continue

@@ -39,6 +39,7 @@ class Job:
     attempts: int
     first_try_at: int | None
     lease_until: int
+    error: str | None = None   # why the last attempt didn't post (a retry's reason)
 
 
 @dataclass(frozen=True, slots=True)

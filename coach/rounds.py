@@ -47,9 +47,9 @@ async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int
         for guild in due:
             try:
                 take, missed = take_for(guild, now, grace)
-            except Exception:
-                log.exception("guild %s: its schedule can't be computed (%s %s); paused until /coach setup",
-                              guild.guild_id, guild.time_local, guild.timezone)
+            except Exception as exc:  # e.g. a zone a tzdata update retired: this server stops, nobody else does
+                log.error("guild %s: its schedule can't be computed (%s %s: %s); paused until /coach setup",
+                          guild.guild_id, guild.time_local, guild.timezone, exc)
                 await storage.break_schedule("round", guild.guild_id, None, "broken_schedule", now)
                 report.broken += 1
                 continue

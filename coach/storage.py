@@ -376,7 +376,7 @@ class Storage:
 
     # ------------------------------------------------------------ outbox (coach/outbox.py)
 
-    _JOB_COLS = "id, kind, ref_id, guild_id, due_at, expires_at, attempts, first_try_at, lease_until"
+    _JOB_COLS = "id, kind, ref_id, guild_id, due_at, expires_at, attempts, first_try_at, lease_until, error"
 
     async def take_due(self, kind: str, takes: Sequence[Take], now: datetime) -> list[int]:
         """Advance each due schedule (compare-and-set) and insert what it posts with its outbox row, all in

@@ -163,7 +163,6 @@ class Admin(commands.Cog):
     async def show(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         guild = await self.require_settings(interaction.guild_id)
-        tz = ZoneInfo(guild.timezone)
         embed = discord.Embed(title="Accountability Check settings", colour=discord.Colour.blurple())
         embed.add_field(name="Channel", value=f"<#{guild.channel_id}>")
         embed.add_field(name="Time", value=f"{guild.time_local} ({guild.timezone})")
@@ -172,7 +171,7 @@ class Admin(commands.Cog):
         if guild.paused:
             embed.add_field(name="Status", value="Paused. `/coach resume` starts it again.", inline=False)
         else:
-            runs, after = [], self.now()
+            runs, after, tz = [], self.now(), ZoneInfo(guild.timezone)
             for _ in range(3):
                 occ = next_occurrence(after, parse_time(guild.time_local), tz, guild.days)
                 runs.append(f"{ts(occ.due_utc)} ({ts(occ.due_utc, 'R')})")
