@@ -28,7 +28,8 @@ from coach.storage import DatabaseTooNew, Storage, StorageError
 
 log = logging.getLogger("bounce")
 
-COGS = ("cogs.errors", "cogs.admin", "cogs.rounds", "cogs.projects", "cogs.me", "cogs.dm", "cogs.lessons", "cogs.board")
+COGS = ("cogs.errors", "cogs.admin", "cogs.rounds", "cogs.projects", "cogs.me", "cogs.dm", "cogs.dm_replies",
+        "cogs.lessons", "cogs.board")
 INTENTS = discord.Intents.none()
 INTENTS.guilds = True           # channels, roles, the bot's own member: to check where it can post
 INTENTS.dm_messages = True      # plain-text check-in replies in DMs (no message-content intent needed there)

@@ -3,8 +3,8 @@
 * Ranking: points (check-in + finish) in the period, then current streak, then who reached their total
   first (the time of their latest point in the period), then member id so the order is total.
 * Periods: the server's local calendar week (Monday first) and month, the current season, or all time.
-* Streak days for /stats are the posted rounds plus any day the member answered (the same days as
-  ``coach.checkins.member_streak``), so a round that was never posted breaks nobody's streak.
+* Streaks everywhere (/stats, the board's 🔥, the recap's longest streaks) follow ``coach.streaks.member_streak``,
+  so a round that was never posted breaks nobody's streak.
 """
 
 from __future__ import annotations
@@ -148,17 +148,6 @@ def rank(scores: Iterable[Score], streaks: Mapping[int, int]) -> list[Ranked]:
 
 
 # ---------------------------------------------------------------- streak days, stats, heatmap
-
-
-def round_days(posted: Iterable[str], answers: Mapping[str, str], away: Sequence[tuple[str, str]],
-               open_date: str | None) -> list[RoundDay]:
-    """The member's streak days: posted rounds plus days they answered, oldest first."""
-    days = []
-    for d in sorted(set(posted) | set(answers)):
-        is_away = any(start <= d <= end for start, end in away)
-        days.append(RoundDay(date.fromisoformat(d), answers.get(d), away=is_away,  # type: ignore[arg-type]
-                             open=(d == open_date)))
-    return days
 
 
 def heatmap_days(days: Sequence[RoundDay], end: date, weeks: int = HEATMAP_WEEKS) -> dict[date, str]:

@@ -984,11 +984,13 @@ class Storage:
                            (state, error, dm_round_id))
 
     async def open_dm_rounds(self, user_id: int, now: int) -> list[tuple[DMRound, bool]]:
-        """The member's DM rounds still open for answers (newest per server), each with `answered`."""
+        """The member's DM rounds still open for answers (newest per server), each with `answered`: whether the
+        member answered the server's open round (its latest posted round, which a DM answer counts for)."""
         rows = await self.fetchall(
             f"""SELECT {', '.join('d.' + c.strip() for c in self._DM_ROUND_COLS.split(','))},
                        EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = d.guild_id AND c.user_id = d.user_id
-                               AND c.local_date = d.local_date)
+                               AND c.local_date = (SELECT MAX(r.local_date) FROM rounds r
+                                                   WHERE r.guild_id = d.guild_id AND r.state = 'posted'))
                 FROM dm_rounds d WHERE d.user_id = ? AND d.state = 'sent' AND d.closes_at > ?
                 AND d.local_date = (SELECT MAX(local_date) FROM dm_rounds e WHERE e.user_id = d.user_id
                                     AND e.guild_id = d.guild_id AND e.state = 'sent')
@@ -996,15 +998,6 @@ class Storage:
             (user_id, now),
         )
         return [(self.DMRound(*r[:-1]), bool(r[-1])) for r in rows]
-
-    async def dm_round_dates(self, guild_id: int, user_id: int) -> list[str]:
-        """Dates a DM round reached the member: scheduled days for their streak in this server."""
-        rows = await self.fetchall(
-            "SELECT local_date FROM dm_rounds WHERE guild_id = ? AND user_id = ? AND state = 'sent' "
-            "ORDER BY local_date",
-            (guild_id, user_id),
-        )
-        return [r[0] for r in rows]
 
     async def get_dm_channel(self, user_id: int) -> int | None:
         row = await self.fetchone("SELECT channel_id FROM dm_channels WHERE user_id = ?", (user_id,))
@@ -1185,12 +1178,14 @@ class Storage:
             await db.execute("INSERT INTO board_totals (guild_id, period_id, user_id, points, depth, reached_at) "
                              + self._LEDGER_BUCKETS.format(where=where), params)
 
-    async def current_streaks(self, guild_id: int, user_ids: Iterable[int], open_date: str | None) -> dict[int, int]:
-        """Current streaks of many members at once, by the rules of coach.streaks.compute_streak.
+    async def current_streaks(self, guild_id: int, user_ids: Iterable[int],
+                              open_date: str | None = None) -> dict[int, int]:
+        """Current streaks of many members at once, by the rule of coach.streaks.member_streak.
 
         A member's streak is the number of days they answered after their last break: the newest posted
-        round before the open one (`open_date`, the latest posted round) that they neither answered nor
-        were away for. Rounds never posted don't exist here, so they break nobody.
+        round, other than the open one, that they neither answered nor were away for. The open round is the
+        latest posted round (`open_date` overrides it, for tests of the rule). Rounds never posted don't exist
+        here, so they break nobody.
         """
         ids = sorted(set(user_ids))
         if not ids:
@@ -1198,9 +1193,12 @@ class Storage:
         values = ", ".join(f"(?{i})" for i in range(3, len(ids) + 3))
         rows = await self.fetchall(
             f"""WITH cand(uid) AS (VALUES {values}),
+                open_round(d) AS (SELECT COALESCE(?2, (SELECT MAX(local_date) FROM rounds
+                                                       WHERE guild_id = ?1 AND state = 'posted'), '')),
                 brk(uid, b) AS (
                     SELECT uid, (SELECT r.local_date FROM rounds r
-                                 WHERE r.guild_id = ?1 AND r.state = 'posted' AND r.local_date < ?2
+                                 WHERE r.guild_id = ?1 AND r.state = 'posted'
+                                 AND r.local_date <> (SELECT d FROM open_round)
                                  AND NOT EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1
                                                  AND c.user_id = cand.uid AND c.local_date = r.local_date)
                                  AND NOT EXISTS (SELECT 1 FROM away_periods a WHERE a.guild_id = ?1
@@ -1210,7 +1208,7 @@ class Storage:
                     FROM cand)
                SELECT uid, (SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = brk.uid
                             AND c.local_date > COALESCE(brk.b, '')) FROM brk""",
-            (guild_id, open_date or "9999-12-31", *ids),
+            (guild_id, open_date, *ids),
         )
         return {r[0]: r[1] for r in rows}
 

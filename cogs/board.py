@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import board
+from coach import board, checkins
 from coach.clock import to_unix
 from coach.errors import Conflict, NotAllowed
 from coach.heatmap import render_heatmap
@@ -77,9 +77,8 @@ class BoardPager(Pager):
         rows = await storage.board_totals(self.guild_id, period_id)
         scores = [board.Score(r.user_id, r.points, r.depth, r.reached_at) for r in rows]
         page, pages = board.clamp_page(page, len(scores))
-        latest = await storage.latest_round(self.guild_id)
         needed = board.streaks_needed(scores, page, self.caller)
-        streaks = await storage.current_streaks(self.guild_id, needed, latest.local_date if latest else None)
+        streaks = await storage.current_streaks(self.guild_id, needed)
         ranked = board.rank(scores, streaks)
         shown = ranked[page * board.PAGE_SIZE:(page + 1) * board.PAGE_SIZE]
         mine = next((r for r in ranked if r.score.user_id == self.caller), None)
@@ -168,10 +167,7 @@ class Board(commands.Cog):
         storage = self.storage
         tz = await guild_tz(self.bot, guild_id)
         today = board.local_today(self.bot.clock.now(), tz)
-        posted = await storage.posted_round_dates(guild_id)
-        answers = {c.local_date: c.status for c in await storage.member_checkins(guild_id, user_id)}
-        days = board.round_days(posted, answers, await storage.away_periods(guild_id, user_id),
-                                posted[-1] if posted else None)
+        days = (await checkins.load_history(storage, guild_id, user_id)).days()
         streak = compute_streak(days)
         rate = checkin_rate(days, board.RATE_ROUNDS)
         counts = await storage.count_projects(guild_id, user_id)
@@ -302,7 +298,7 @@ class Board(commands.Cog):
         finished = await storage.finished_projects_between(
             guild_id, board.local_midnight(monday, tz), board.local_midnight(monday + timedelta(days=7), tz))
         candidates = await storage.checkin_users_since(guild_id, (monday - timedelta(days=63)).isoformat())
-        streaks = await storage.current_streaks(guild_id, candidates, round_.local_date)
+        streaks = await storage.current_streaks(guild_id, candidates)
         top = sorted((s for s in streaks.items() if s[1] > 0), key=lambda s: (-s[1], s[0]))[:3]
         names = await storage.display_names(guild_id, [u for u, _ in top])
         intro = self.bot.prompts.reply("recap_intro", self.bot.rng, server=safe_name(server, 60), member="",
