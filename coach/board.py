@@ -141,6 +141,11 @@ def streaks_needed(scores: Sequence[Score], page: int, caller: int | None, size:
     return {s.user_id for s in by_points if s.points in wanted_points}
 
 
+def longest_streaks(streaks: Mapping[int, int], count: int = 3) -> list[tuple[int, int]]:
+    """The weekly recap's longest running streaks: (member, streak), longest first, ties by member id."""
+    return sorted(((u, n) for u, n in streaks.items() if n > 0), key=lambda s: (-s[1], s[0]))[:count]
+
+
 def rank(scores: Iterable[Score], streaks: Mapping[int, int]) -> list[Ranked]:
     """Everyone with points, best first; ranks 1, 2, 3... (every tie is broken)."""
     ordered = sorted(scores, key=lambda s: (-s.points, -streaks.get(s.user_id, 0), s.reached_at, s.user_id))

@@ -299,7 +299,7 @@ class Board(commands.Cog):
             guild_id, board.local_midnight(monday, tz), board.local_midnight(monday + timedelta(days=7), tz))
         candidates = await storage.checkin_users_since(guild_id, (monday - timedelta(days=63)).isoformat())
         streaks = await storage.current_streaks(guild_id, candidates)
-        top = sorted((s for s in streaks.items() if s[1] > 0), key=lambda s: (-s[1], s[0]))[:3]
+        top = board.longest_streaks(streaks)
         names = await storage.display_names(guild_id, [u for u, _ in top])
         intro = self.bot.prompts.reply("recap_intro", self.bot.rng, server=safe_name(server, 60), member="",
                                        project="", streak=0)
