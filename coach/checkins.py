@@ -93,11 +93,7 @@ async def resolve_project(storage: Storage, guild_id: int, user_id: int, raw: st
     """The member's active project by name; a new name starts a new project."""
     if raw is None or not raw.strip():
         return None, False
-    name = projects.clean_name(raw)
-    found = await storage.find_active_project(guild_id, user_id, name)
-    if found:
-        return found, False
-    return await storage.create_project(guild_id, user_id, name, None, now), True
+    return await storage.create_or_get_project(guild_id, user_id, projects.clean_name(raw), None, now)
 
 
 def validate_answer(status: str, note: str | None) -> tuple[str, str | None]:

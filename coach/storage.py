@@ -146,10 +146,10 @@ class Storage:
             target.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path), isolation_level=None)
         try:
+            await db.execute("PRAGMA busy_timeout=5000")  # first: another process may be opening it right now
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
             store = cls(db, target)
             await store._migrate(migrations(migrations_dir))
         except BaseException:
@@ -161,12 +161,16 @@ class Storage:
         await self.db.close()
 
     async def _migrate(self, known: Sequence[tuple[int, str, str]]) -> None:
+        """Apply the migrations this database lacks, each in its own IMMEDIATE transaction.
+
+        Safe when several processes start together: a migration's first statement records its version, so
+        whoever comes second hits the primary key, rolls back untouched, and moves on to the next one.
+        """
         await self.db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
             "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
         )
-        async with self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
-            current = (await cur.fetchone())[0]
+        current = await self.schema_version()
         newest = known[-1][0] if known else 0
         if current > newest:
             raise DatabaseTooNew(
@@ -176,9 +180,19 @@ class Storage:
         for version, name, sql in known:
             if version <= current:
                 continue
-            log.info("applying migration %s", name)
-            await self.db.executescript(f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_migrations (version, name) "
-                                        f"VALUES ({version}, '{name}');\nCOMMIT;")
+            try:
+                await self.db.executescript(
+                    f"BEGIN IMMEDIATE;\nINSERT INTO schema_migrations (version, name) VALUES ({version}, '{name}');"
+                    f"\n{sql}\nCOMMIT;")
+            except sqlite3.IntegrityError:
+                await self.db.execute("ROLLBACK")
+                log.info("migration %s was applied by another process", name)
+                continue
+            except BaseException:
+                if self.db.in_transaction:
+                    await self.db.execute("ROLLBACK")
+                raise
+            log.info("applied migration %s", name)
 
     async def schema_version(self) -> int:
         async with self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
@@ -1222,6 +1236,49 @@ class Storage:
             (guild_id, *ids),
         )
         return {r[0]: r[1] for r in rows}
+
+    # ------------------------------------------------------------ exactly once: projects
+    # Writes that must never be half-done or raise on a double submit (issue 9, item 6).
+
+    async def create_or_get_project(self, guild_id: int, user_id: int, name: str, deadline: str | None,
+                                    now: datetime) -> tuple[Project, bool]:
+        """The member's active project of that name, created if there is none: (project, created). Two
+        requests racing to create it both get the one row (the unique index decides, no check-then-insert)."""
+        async with self.transaction() as db:
+            async with db.execute(
+                f"""INSERT INTO projects (guild_id, user_id, name, name_key, deadline, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (guild_id, user_id, name_key) WHERE status = 'active' DO NOTHING
+                    RETURNING {_PROJECT_COLS}""",
+                (guild_id, user_id, name, name.casefold(), deadline, to_unix(now)),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return Project(*row), True
+            async with db.execute(
+                f"SELECT {_PROJECT_COLS} FROM projects WHERE guild_id = ? AND user_id = ? AND name_key = ? "
+                "AND status = 'active'",
+                (guild_id, user_id, name.casefold()),
+            ) as cur:
+                return Project(*(await cur.fetchone())), False
+
+    async def finish_project(self, project: Project, points: int, now: datetime) -> tuple[bool, bool]:
+        """Close an active project as finished and award its points in one transaction: (closed, awarded).
+        Points come once per project (the ledger's unique ref), however often this is called."""
+        ts = to_unix(now)
+        async with self.transaction() as db:
+            async with db.execute(
+                "UPDATE projects SET status = 'finished', closed_at = ? WHERE id = ? AND status = 'active'",
+                (ts, project.id),
+            ) as cur:
+                if cur.rowcount != 1:
+                    return False, False
+            async with db.execute(
+                "INSERT OR IGNORE INTO points (guild_id, user_id, kind, amount, ref, created_at) "
+                "VALUES (?, ?, 'finish', ?, ?, ?)",
+                (project.guild_id, project.user_id, points, str(project.id), ts),
+            ) as cur:
+                return True, cur.rowcount == 1
 
     # ------------------------------------------------------------ board: seasons
 

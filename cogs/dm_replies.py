@@ -22,7 +22,7 @@ from coach.clock import to_unix
 from coach.errors import BounceError
 from coach.text import CONTENT_MAX, cut, cut_block, escape_markdown, safe_name
 from coach.textparse import parse_reply
-from cogs.common import NO_PINGS, bot_of, guarded, member_name, orphaned_form, reply, stateless
+from cogs.common import NO_PINGS, Repeats, bot_of, guarded, member_name, orphaned_form, reply, stateless
 from cogs.rounds import CODE_OF, CODES, AnswerForm, status_button
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ class DMReplies(commands.Cog):
         self._heard: dict[int, float] = {}              # per member: when it arrived (loop time)
         self._answering: dict[int, asyncio.Task[None]] = {}  # per member: the one task answering their DMs
         self._inflight: set[asyncio.Task[None]] = set()
+        self.repeats = Repeats()
 
     @property
     def storage(self):  # noqa: ANN201
@@ -159,7 +160,9 @@ class DMReplies(commands.Cog):
 
     async def _answer(self, interaction: discord.Interaction, round_: dm.DMRound, status: str,
                       project: str | None, note: str | None, via: str) -> None:
-        text = await self.log_answer(interaction.user, round_, status, project, note, via)
+        key = ("dm_answer", round_.id, interaction.user.id, status, project, note)
+        text = await self.repeats.once(key, lambda: self.log_answer(interaction.user, round_, status, project,
+                                                                     note, via))
         await reply(interaction, text, ephemeral=False)
 
     async def log_answer(self, user: discord.abc.User, round_: dm.DMRound, status: str, project: str | None,
