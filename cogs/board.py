@@ -18,7 +18,7 @@ from coach.errors import Conflict, NotAllowed
 from coach.heatmap import render_heatmap
 from coach.storage import Round
 from coach.streaks import checkin_rate, compute_streak
-from coach.text import EMBED_FIELD_VALUE_MAX, cut, cut_block, escape_markdown, safe_name
+from coach.text import EMBED_FIELD_VALUE_MAX, cut_block, safe_name, safe_title
 from cogs.common import NO_PINGS, ConfirmButton, confirm_view, confirmable, member_name, reply
 from cogs.pages import Pager, register, setup_pages
 
@@ -197,10 +197,10 @@ class Board(commands.Cog):
         clean = " ".join((name or "").split()) or f"Season {await self.storage.count_seasons(guild_id) + 1}"
         token = await self.storage.put_confirm(guild_id, interaction.user.id, "season", clean, now)
         current = await self.storage.current_season(guild_id, now)
-        text = (f"Start **{escape_markdown(cut(clean, 60))}** now? From this moment the leaderboard counts "
+        text = (f"Start **{safe_title(clean, 60)}** now? From this moment the leaderboard counts "
                 "fresh points by default. Nothing is deleted: `/leaderboard period:all` still shows all of it.")
         if current:
-            text += f"\nThis closes **{escape_markdown(cut(current.name, 60))}**."
+            text += f"\nThis closes **{safe_title(current.name, 60)}**."
         await reply(interaction, text, view=confirm_view("ns", interaction.user.id, token))
 
     async def confirm_season(self, interaction: discord.Interaction, user_id: int, token: int, go: bool) -> None:
@@ -217,7 +217,7 @@ class Board(commands.Cog):
             raise Conflict("That confirmation has expired or was already used. Run `/coach new-season` again.")
         season = await self.storage.start_season(guild_id, name or "New season", now)
         await interaction.response.edit_message(
-            content=f"**{escape_markdown(cut(season.name, 60))}** has started. Everyone begins at zero on the "
+            content=f"**{safe_title(season.name, 60)}** has started. Everyone begins at zero on the "
                     "default leaderboard; all history stays under `period:all`. Here's to a season of finished "
                     "tracks.", view=None)
 

@@ -20,7 +20,7 @@ from coach import dm
 from coach.checkins import STATUS_LABELS
 from coach.clock import to_unix
 from coach.errors import BounceError
-from coach.text import CONTENT_MAX, cut, cut_block, escape_markdown, safe_name
+from coach.text import CONTENT_MAX, cut, cut_block, safe_name, safe_title
 from coach.textparse import parse_reply
 from cogs.common import NO_PINGS, Repeats, bot_of, guarded, member_name, orphaned_form, reply, stateless
 from cogs.rounds import CODE_OF, CODES, AnswerForm, status_button
@@ -175,7 +175,7 @@ class DMReplies(commands.Cog):
         await self.storage.clear_dm_pending(user.id)
         lines = [dm.logged_line(outcome, server)]
         if outcome.project_created and outcome.project:
-            lines.append(f"New project started: **{escape_markdown(cut(outcome.project.name, 80))}**.")
+            lines.append(f"New project started: **{safe_title(outcome.project.name)}**.")
         lines.append(outcome.reply)
         self._touch_channel_tally(outcome.checkin.round_id)
         return "\n".join(lines)

@@ -39,6 +39,7 @@ from coach.text import (
     cut_block,
     escape_markdown,
     safe_name,
+    safe_title,
     ts,
 )
 from cogs.admin import missing_permissions
@@ -356,7 +357,7 @@ class Lessons(commands.Cog):
         project = await self.storage.latest_active_project(guild_id, user.id)
         if project is not None:
             lines.append(self.bot.prompts.reply("lesson_apply", self.bot.rng, member=who, server=server,
-                                                project=escape_markdown(cut(project.name, 80))))
+                                                project=safe_title(project.name)))
         lines.append(f"Only you can see what you wrote. Your depth points here: **{done.depth_points}**.")
         await self._answer(interaction, "\n".join(lines))
 
