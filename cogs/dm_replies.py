@@ -222,6 +222,8 @@ class DMReplies(commands.Cog):
                     await asyncio.sleep(until - loop.time())
                 message = self._latest.pop(user_id)
                 await self._answer_message(message)
+        except Exception:
+            log.exception("answering the DMs of user %s failed", user_id)
         finally:
             self._answering.pop(user_id, None)
             if user_id not in self._latest:
