@@ -269,12 +269,15 @@ def check_open(dm_round: DMRound | None, user_id: int, now: datetime) -> DMRound
 # ---------------------------------------------------------------- answering
 
 
-def server_round(dm_round: DMRound, latest: Round | None, server: str) -> Round:
+def server_round(dm_round: DMRound, latest: Round | None, server: str, *, names_round: bool) -> Round:
     """The server's round a DM answer counts for: the one open now (its latest posted round), whatever the
-    member's own date. A DM sent before that round opened was for an older one, which has closed."""
+    member's own date. Like the channel: a DM's buttons name the round the DM was sent for (`names_round`), and
+    if a newer round opened since, that one has closed; a plain-text reply, like `/checkin`, names no round and
+    answers the open one."""
     if latest is None:
         raise NotFound(no_round_text(server))
-    if dm_round.sent_at is not None and latest.posted_at is not None and latest.posted_at > dm_round.sent_at:
+    if names_round and dm_round.sent_at is not None and latest.posted_at is not None \
+            and latest.posted_at > dm_round.sent_at:
         raise Conflict("That check-in has closed: a newer one is open now. Nothing was logged for the old one; "
                        "answer the latest round instead (the buttons in the server, or `/checkin`).")
     return latest
@@ -288,15 +291,18 @@ def no_round_text(server: str) -> str:
 async def answer(
     storage: Storage, prompts: Prompts, rng: random.Random, *, dm_round: DMRound, member_name: str,
     server_name: str, status: str, project_name: str | None, note: str | None, via: str, now: datetime,
+    names_round: bool = True,
 ) -> AnswerOutcome:
     """Record (or edit) the member's answer to the server's open round, and choose the reply.
 
     One calendar: a DM answer is dated by the server's round it answers (its latest posted round), exactly as
     the channel buttons and `/checkin` are, so it is the same checkins row, +1 point only when new, and the
-    same streak. Nothing is logged when the server has no open round or a newer one opened after the DM.
+    same streak. Nothing is logged when the server has no open round, or when the answer names the DM's round
+    (its buttons: `names_round`) and a newer one opened after the DM was sent.
     """
     status, note = checkins.validate_answer(status, note)
-    round_ = server_round(dm_round, await storage.latest_round(dm_round.guild_id), server_name)
+    round_ = server_round(dm_round, await storage.latest_round(dm_round.guild_id), server_name,
+                          names_round=names_round)
     return await checkins.record(
         storage, prompts, rng, guild_id=round_.guild_id, user_id=dm_round.user_id, local_date=round_.local_date,
         round_id=round_.id, member_name=member_name, server_name=server_name, status=status,

@@ -32,24 +32,27 @@ log = logging.getLogger("bounce.dm")
 
 SETTLE_SECONDS = 1.5     # a DM is answered once the member has been quiet this long (a burst gets one answer)
 MAX_WAIT_SECONDS = 6.0   # ... but never later than this after the burst began
-MODAL_ID = re.compile(r"bounce:dm:(?P<round>\d+):(?P<code>[fus]):\d+")
+MODAL_ID = re.compile(r"bounce:dm(?P<open>o?):(?P<round>\d+):(?P<code>[fus]):\d+")
 
 
-class DMAnswerButton(discord.ui.DynamicItem[discord.ui.Button], template=r"bounce:d:(?P<round>\d+):(?P<code>[fus])"):
-    """Finished / Unfinished / Skipped on a DM round: opens the same short form as the channel round."""
+class DMAnswerButton(discord.ui.DynamicItem[discord.ui.Button],
+                     template=r"bounce:d(?P<open>o?):(?P<round>\d+):(?P<code>[fus])"):
+    """Finished / Unfinished / Skipped: opens the same short form as the channel round. Under a DM round the
+    buttons name the round it was sent for (closed once a newer one opens, like the channel's); under a
+    question about a plain-text reply (`open_round`) they answer the server's open round, as the reply did."""
 
-    def __init__(self, dm_round_id: int, status: str, label: str | None = None) -> None:
-        super().__init__(status_button(f"bounce:d:{dm_round_id}", status, label=label))
-        self.dm_round_id = dm_round_id
-        self.status = status
+    def __init__(self, dm_round_id: int, status: str, label: str | None = None, open_round: bool = False) -> None:
+        kind = "do" if open_round else "d"
+        super().__init__(status_button(f"bounce:{kind}:{dm_round_id}", status, label=label))
+        self.dm_round_id, self.status, self.open_round = dm_round_id, status, open_round
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
-        return cls(int(match["round"]), CODES[match["code"]])
+        return cls(int(match["round"]), CODES[match["code"]], open_round=bool(match["open"]))
 
     @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
-        await cog_of(interaction).open_form(interaction, self.dm_round_id, self.status)
+        await cog_of(interaction).open_form(interaction, self.dm_round_id, self.status, names_round=not self.open_round)
 
 
 class DMPickButton(discord.ui.DynamicItem[discord.ui.Button], template=r"bounce:dp:(?P<round>\d+):(?P<code>[fus])"):
@@ -74,22 +77,29 @@ class DMAnswerForm(AnswerForm):
     """The channel round's form (project + note), answering a DM round; a pending reply's note prefilled."""
 
     def __init__(self, cog: DMReplies, dm_round_id: int, status: str, project: str | None, note: str | None,
-                 user_id: int) -> None:
-        super().__init__(cog, dm_round_id, status, project, user_id)  # type: ignore[arg-type]  # cog.record
-        self.custom_id = f"bounce:dm:{dm_round_id}:{CODE_OF[status]}:{user_id}"
+                 user_id: int, names_round: bool) -> None:
+        super().__init__(cog, dm_round_id, status, project, user_id)  # type: ignore[arg-type]
+        self.dm_cog, self.names_round = cog, names_round
+        self.custom_id = f"bounce:dm{'' if names_round else 'o'}:{dm_round_id}:{CODE_OF[status]}:{user_id}"
         if note:
             self.note.default = note[: self.note.max_length or len(note)]
+
+    @guarded
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await self.dm_cog.record(interaction, self.round_id, self.status, self.project.value, self.note.value,
+                                 names_round=self.names_round)
 
 
 def cog_of(interaction: discord.Interaction) -> DMReplies:
     return bot_of(interaction).get_cog("DMReplies")  # type: ignore[return-value]
 
 
-def round_view(dm_round_id: int) -> discord.ui.View:
-    """The three answer buttons under a DM round (the sender in cogs/dm.py uses it too)."""
+def round_view(dm_round_id: int, open_round: bool = False) -> discord.ui.View:
+    """The three answer buttons under a DM round (the sender in cogs/dm.py uses it too), or under a question
+    about a plain-text reply (`open_round`)."""
     view = discord.ui.View(timeout=None)
     for status in STATUS_LABELS:
-        view.add_item(DMAnswerButton(dm_round_id, status))
+        view.add_item(DMAnswerButton(dm_round_id, status, open_round=open_round))
     return stateless(view)
 
 
@@ -125,14 +135,17 @@ class DMReplies(commands.Cog):
 
     # ------------------------------------------------------------------ answering by button
 
-    async def open_form(self, interaction: discord.Interaction, dm_round_id: int, status: str) -> None:
+    async def open_form(self, interaction: discord.Interaction, dm_round_id: int, status: str, *,
+                        names_round: bool) -> None:
         now = self.bot.clock.now()
         round_ = dm.check_open(await self.storage.get_dm_round(dm_round_id), interaction.user.id, now)
-        dm.server_round(round_, await self.storage.latest_round(round_.guild_id), self._server(round_.guild_id))
+        dm.server_round(round_, await self.storage.latest_round(round_.guild_id), self._server(round_.guild_id),
+                        names_round=names_round)
         project = await self.storage.latest_active_project(round_.guild_id, interaction.user.id)
         note = await self.storage.get_dm_pending(interaction.user.id, to_unix(now) - dm.PENDING_SECONDS)
         await interaction.response.send_modal(
-            DMAnswerForm(self, round_.id, status, project.name if project else None, note, interaction.user.id))
+            DMAnswerForm(self, round_.id, status, project.name if project else None, note, interaction.user.id,
+                         names_round))
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
@@ -142,35 +155,38 @@ class DMReplies(commands.Cog):
             return
         match, values = found
         await guarded(self.record)(interaction, int(match["round"]), CODES[match["code"]], values.get("project"),
-                                   values.get("note"), "dm_button")
+                                   values.get("note"), names_round=not match["open"])
 
     async def record(self, interaction: discord.Interaction, dm_round_id: int, status: str, project: str | None,
-                     note: str | None, via: str) -> None:
-        """The form's submit (AnswerForm calls `cog.record`)."""
+                     note: str | None, *, names_round: bool) -> None:
+        """The form's submit."""
         round_ = dm.check_open(await self.storage.get_dm_round(dm_round_id), interaction.user.id,
                                self.bot.clock.now())
-        await self._answer(interaction, round_, status, project, note, "dm_button")
+        await self._answer(interaction, round_, status, project, note, "dm_button", names_round)
 
     async def pick(self, interaction: discord.Interaction, dm_round_id: int, status: str) -> None:
         """A "which server?" button: the status and the reply's note are known, log it."""
         now = self.bot.clock.now()
         round_ = dm.check_open(await self.storage.get_dm_round(dm_round_id), interaction.user.id, now)
         note = await self.storage.get_dm_pending(interaction.user.id, to_unix(now) - dm.PENDING_SECONDS)
-        await self._answer(interaction, round_, status, None, note, "dm_text")
+        await self._answer(interaction, round_, status, None, note, "dm_text", names_round=False)
 
     async def _answer(self, interaction: discord.Interaction, round_: dm.DMRound, status: str,
-                      project: str | None, note: str | None, via: str) -> None:
+                      project: str | None, note: str | None, via: str, names_round: bool) -> None:
         key = ("dm_answer", round_.id, interaction.user.id, status, project, note)
         text = await self.repeats.once(key, lambda: self.log_answer(interaction.user, round_, status, project,
-                                                                     note, via))
+                                                                     note, via, names_round=names_round))
         await reply(interaction, text, ephemeral=False)
 
     async def log_answer(self, user: discord.abc.User, round_: dm.DMRound, status: str, project: str | None,
-                         note: str | None, via: str) -> str:
+                         note: str | None, via: str, *, names_round: bool) -> str:
+        """Log an answer for the DM round's server. A text reply, and every button that follows up on one,
+        answers the server's open round (`names_round` False), as `/checkin` does in the channel."""
         server = self._server(round_.guild_id)
         outcome = await dm.answer(
             self.storage, self.bot.prompts, self.bot.rng, dm_round=round_, member_name=member_name(user),
             server_name=server, status=status, project_name=project, note=note, via=via, now=self.bot.clock.now(),
+            names_round=names_round,
         )
         await self.storage.clear_dm_pending(user.id)
         lines = [dm.logged_line(outcome, server)]
@@ -255,14 +271,15 @@ class DMReplies(commands.Cog):
         note = parsed.note or None
         if target.round is not None and status is not None:
             try:
-                return await self.log_answer(user, target.round, status, None, note, "dm_text"), None
+                return await self.log_answer(user, target.round, status, None, note, "dm_text",
+                                             names_round=False), None
             except BounceError as exc:
                 return exc.message, None
         await self.storage.set_dm_pending(user.id, note, now)
         if target.round is not None:
             text = dm.ask_status_text(self._server(target.round.guild_id), await self._day(target.round),
                                       parsed.status)
-            return text, round_view(target.round.id)
+            return text, round_view(target.round.id, open_round=True)
         return await self._which_server(target.choices, status)
 
     async def _which_server(self, choices: tuple[dm.DMRound, ...], status: str | None) -> tuple[str, discord.ui.View]:
@@ -279,7 +296,8 @@ class DMReplies(commands.Cog):
                 lines.append(f"Row {row + 1}: **{self._server(round_.guild_id)}**, "
                              f"{dm.day_label(await self._day(round_))}")
                 for s in STATUS_LABELS:
-                    item = DMAnswerButton(round_.id, s, label=cut(f"{STATUS_LABELS[s]} · {server}", 80))
+                    item = DMAnswerButton(round_.id, s, label=cut(f"{STATUS_LABELS[s]} · {server}", 80),
+                                          open_round=True)
                     item.row = row
                     view.add_item(item)
         return "\n".join(lines), stateless(view)

@@ -359,15 +359,24 @@ async def test_one_calendar_a_dm_answer_counts_for_the_servers_open_round(runnin
     click = await h.fake.click(round_msg, buttons(round_msg)["Skipped"], alice)
     handle, _ = await submit_form(h, click)
     assert "no extra points" in await handle.wait_text()
-    # The next server round opens (3 March in LA); alice's DM of 3 March is still hers but names the old round.
+    # The next server round opens (3 March in LA). Alice's DM of 3 March is still hers, but its buttons name
+    # the old round: closed, like an old round's buttons in the channel.
     await at(h, utc(2026, 3, 4, 4, 0, 5))
     click = await h.fake.click(message, buttons(message)["Finished"], alice)
     await click.response()
     assert "closed: a newer one is open" in " ".join(click.texts()) and click.ephemeral
-    answer = await say(h, alice, "done")
-    assert "closed: a newer one is open" in answer["content"]
     assert await checkin(h, h.studio.guild, alice, "2026-03-03") is None
-    assert await points(h, h.studio.guild, alice) == 1
+    # A plain-text reply names no round: like /checkin, it answers the open one (and its question's buttons too).
+    question = await say(h, alice, "hmm, half of it")
+    assert "(Tuesday 3 March)" in question["content"]
+    click = await h.fake.click(question, buttons(question)["Unfinished"], alice)
+    handle, _ = await submit_form(h, click)
+    assert "Logged **Unfinished** for **Night Owls Studio**, Tuesday 3 March. (+1 point)" in await handle.wait_text()
+    answer = await say(h, alice, "done")
+    assert answer["content"].startswith("Logged **Finished** for **Night Owls Studio**, Tuesday 3 March.")
+    row = await checkin(h, h.studio.guild, alice, "2026-03-03")
+    assert row.status == "finished" and row.round_id == (await h.bot.storage.round_on(h.studio.guild, "2026-03-03")).id
+    assert await points(h, h.studio.guild, alice) == 2
 
 
 async def test_a_dm_answer_with_no_server_round_open_logs_nothing_and_says_so(studio: Harness) -> None:

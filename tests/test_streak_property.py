@@ -3,7 +3,8 @@
 Each example is a server and two members in their own time zones, a run of days on which the server's round
 was posted, never posted (not scheduled, bot down) or attempted and failed, away periods, and answers arriving
 every way there is: the channel button, `/checkin`, a DM button, a DM text reply, a stale button of an older
-round, and a DM sent before the current round opened. The test keeps its own model (which server round each
+round, and a DM sent before the current round opened (its buttons are closed, a text reply to it answers the
+open round). The test keeps its own model (which server round each
 answer must land on, by the one-calendar rule) and checks every figure Bounce shows against the reference rule
 (`coach.streaks.compute_streak` over the posted rounds plus the answered days, away days marked, the latest
 posted round open):
@@ -40,7 +41,7 @@ from coach.streaks import RoundDay, StreakResult, compute_streak
 
 ZONES = ("UTC", "Europe/Berlin", "America/Los_Angeles", "Asia/Tokyo", "Pacific/Auckland", "America/St_Johns")
 STARTS = (date(2026, 3, 4), date(2026, 3, 25), date(2026, 10, 21), date(2026, 12, 27))  # DST and year ends
-PATHS = ("button", "checkin", "dm_button", "dm_text", "old_button", "stale_dm")
+PATHS = ("button", "checkin", "dm_button", "dm_text", "old_button", "stale_dm", "stale_dm_text")
 VIA = {"button": "button", "checkin": "command", "dm_button": "dm_button", "dm_text": "dm_text"}
 PROMPTS = load_prompts()
 GUILDS = itertools.count(10_000)
@@ -174,16 +175,17 @@ class Play:
                                       guild_id=self.guild, user_id=user, via="button", **common)
             return
         else:
-            stale = event.path == "stale_dm" and latest is not None
-            sent = from_unix(latest.posted_at) - timedelta(minutes=1) if stale else now - timedelta(minutes=30)
+            sent_before = event.path.startswith("stale_dm") and latest is not None  # before the open round
+            sent = from_unix(latest.posted_at) - timedelta(minutes=1) if sent_before else now - timedelta(minutes=30)
+            by_button = event.path in ("dm_button", "stale_dm")
             dm_round = dm.DMRound(  # the member's own date: it must not matter
                 id=1, guild_id=self.guild, user_id=user,
                 local_date=sent.astimezone(ZoneInfo(self.h.member_tzs[event.who])).date().isoformat(),
                 scheduled_at=to_unix(sent), closes_at=to_unix(sent) + 86_400, state="sent", late=False,
                 channel_id=1, message_id=1, error=None, sent_at=to_unix(sent))
-            call = dm.answer(self.storage, PROMPTS, self.rng, dm_round=dm_round,
-                             via="dm_text" if event.path == "dm_text" else "dm_button", **common)
-            if latest is None or stale:
+            call = dm.answer(self.storage, PROMPTS, self.rng, dm_round=dm_round, names_round=by_button,
+                             via="dm_button" if by_button else "dm_text", **common)
+            if latest is None or (sent_before and by_button):  # a DM's buttons name the round it was sent for
                 with pytest.raises(NotFound if latest is None else Conflict):
                     await call
                 return
