@@ -522,33 +522,29 @@ class Storage:
         self, *, guild_id: int, user_id: int, local_date: str, round_id: int | None, status: str,
         project_id: int | None, note: str | None, via: str, now: datetime,
     ) -> tuple[Checkin, bool]:
-        """Write the member's answer for that date. Returns (checkin, created); +1 point only when created."""
+        """Write the member's answer for that date. Returns (checkin, created); +1 point only when created.
+        Insert first, update on conflict (no check-then-insert): a double submit edits, it never raises."""
         ts = to_unix(now)
         async with self.transaction() as db:
             async with db.execute(
-                "SELECT id FROM checkins WHERE guild_id = ? AND user_id = ? AND local_date = ?",
-                (guild_id, user_id, local_date),
+                "INSERT INTO checkins (guild_id, user_id, local_date, round_id, status, project_id, note, via, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (guild_id, user_id, local_date) DO NOTHING RETURNING id",
+                (guild_id, user_id, local_date, round_id, status, project_id, note, via, ts, ts),
             ) as cur:
-                existing = await cur.fetchone()
-            if existing:
-                await db.execute(
-                    "UPDATE checkins SET status = ?, project_id = ?, note = ?, via = ?, updated_at = ?, "
-                    "round_id = COALESCE(round_id, ?) WHERE id = ?",
-                    (status, project_id, note, via, ts, round_id, existing[0]),
-                )
-                created = False
-            else:
-                await db.execute(
-                    "INSERT INTO checkins (guild_id, user_id, local_date, round_id, status, project_id, note, via, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (guild_id, user_id, local_date, round_id, status, project_id, note, via, ts, ts),
-                )
+                created = await cur.fetchone() is not None
+            if created:
                 await db.execute(
                     "INSERT OR IGNORE INTO points (guild_id, user_id, kind, amount, ref, created_at) "
                     "VALUES (?, ?, 'checkin', 1, ?, ?)",
                     (guild_id, user_id, local_date, ts),
                 )
-                created = True
+            else:
+                await db.execute(
+                    "UPDATE checkins SET status = ?, project_id = ?, note = ?, via = ?, updated_at = ?, "
+                    "round_id = COALESCE(round_id, ?) WHERE guild_id = ? AND user_id = ? AND local_date = ?",
+                    (status, project_id, note, via, ts, round_id, guild_id, user_id, local_date),
+                )
             async with db.execute(
                 f"SELECT {_CHECKIN_COLS} FROM checkins WHERE guild_id = ? AND user_id = ? AND local_date = ?",
                 (guild_id, user_id, local_date),

@@ -474,7 +474,7 @@ async def test_reply_with_nothing_open_is_explained_kindly(studio: Harness) -> N
 async def test_a_burst_of_dms_gets_one_answer_to_the_latest(studio: Harness) -> None:
     h, alice = studio, studio.studio.alice
     replies = h.bot.get_cog("DMReplies")
-    replies.settle_seconds = 0.3
+    replies.settle_seconds = 1.0
     await dm_on(h, alice, "21:00", "Europe/Berlin")
     await at(h, utc(2026, 3, 2, 20, 0, 5))
     before = len(h.fake.messages[dm_id(h, alice)])
