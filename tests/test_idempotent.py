@@ -119,3 +119,32 @@ async def test_two_processes_opening_a_fresh_database_migrate_it_once(tmp_path: 
         finally:
             for storage in opened:
                 await storage.close()
+
+
+async def test_repeats_answers_a_copy_as_the_first_and_stays_bounded() -> None:
+    from coach.errors import BadInput
+    from cogs.common import Repeats
+
+    repeats, calls = Repeats(window=60, limit=3), []
+
+    async def work(value: str) -> str:
+        calls.append(value)
+        await asyncio.sleep(0.01)
+        return f"done {value} #{len(calls)}"
+
+    first, copy = await asyncio.gather(repeats.once("a", lambda: work("a")), repeats.once("a", lambda: work("a")))
+    assert first == copy == "done a #1" and calls == ["a"]
+
+    async def bad() -> str:
+        calls.append("bad")
+        raise BadInput("no")
+
+    for _ in range(2):  # the copy gets the first one's error, without running again
+        with pytest.raises(BadInput):
+            await repeats.once("b", bad)
+    assert calls == ["a", "bad"]
+    for key in ("c", "d", "e"):
+        await repeats.once(key, lambda key=key: work(key))
+    assert len(repeats._seen) <= 3
+    repeats.window = 0  # outside the window, the same request runs again
+    assert await repeats.once("a", lambda: work("a")) != first
