@@ -186,6 +186,8 @@ class Storage:
                     f"\n{sql}\nCOMMIT;")
             except sqlite3.IntegrityError:
                 await self.db.execute("ROLLBACK")
+                if await self.schema_version() < version:
+                    raise  # the migration itself broke a constraint: not a race
                 log.info("migration %s was applied by another process", name)
                 continue
             except BaseException:

@@ -148,3 +148,18 @@ async def test_repeats_answers_a_copy_as_the_first_and_stays_bounded() -> None:
     assert len(repeats._seen) <= 3
     repeats.window = 0  # outside the window, the same request runs again
     assert await repeats.once("a", lambda: work("a")) != first
+
+
+async def test_a_migration_that_breaks_a_constraint_fails_and_is_not_recorded(tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "001_broken.sql").write_text("CREATE TABLE t (x INTEGER UNIQUE);\nINSERT INTO t VALUES (1);\n"
+                                           "INSERT INTO t VALUES (1);\n")
+    with pytest.raises(sqlite3.IntegrityError):
+        await Storage.open(tmp_path / "s.sqlite3", migrations_dir=folder)
+    (folder / "001_broken.sql").write_text("CREATE TABLE t (x INTEGER UNIQUE);\n")
+    storage = await Storage.open(tmp_path / "s.sqlite3", migrations_dir=folder)
+    try:
+        assert await storage.schema_version() == 1
+    finally:
+        await storage.close()
