@@ -34,9 +34,11 @@ async def main(servers: int, members: int, kills: int, budget: float) -> int:
     print(f"{servers:,} servers (a round and a lesson each) and {members:,} DM members due in the same minute: "
           f"{posts:,} posts; bot.py restarted after every kill, send budget {budget:g}/s")
     print(f"kills by step: {dict(result.by_point)}; {result.seconds:.0f} s")
+    if result.other_exits:
+        print(f"runs that ended without a kill (exit codes): {result.other_exits}\n{result.log_tail}")
     print(f"{result.line()}  (target: 0 missing, 0 duplicates)  "
           f"{'OK' if (result.missing, result.duplicates) == (0, 0) else 'MISSED'}")
-    return 0 if (result.missing, result.duplicates) == (0, 0) and result.kills >= kills else 1
+    return 0 if (result.missing, result.duplicates) == (0, 0) and result.kills >= kills and not result.other_exits else 1
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 * Ranking: points (check-in + finish) in the period, then current streak, then who reached their total
   first (the time of their latest point in the period), then member id so the order is total.
 * Periods: the server's local calendar week (Monday first) and month, the current season, or all time.
-* Streak days for /stats are the posted rounds plus any day the member answered (the same days as
-  ``coach.checkins.member_streak``), so a round that was never posted breaks nobody's streak.
+* Streaks everywhere (/stats, the board's 🔥, the recap's longest streaks) follow ``coach.streaks.member_streak``,
+  so a round that was never posted breaks nobody's streak.
 """
 
 from __future__ import annotations
@@ -136,6 +136,11 @@ def streaks_needed(scores: Sequence[Score], page: int, caller: int | None, size:
     return {s.user_id for s in by_points if s.points in wanted_points}
 
 
+def longest_streaks(streaks: Mapping[int, int], count: int = 3) -> list[tuple[int, int]]:
+    """The weekly recap's longest running streaks: (member, streak), longest first, ties by member id."""
+    return sorted(((u, n) for u, n in streaks.items() if n > 0), key=lambda s: (-s[1], s[0]))[:count]
+
+
 def rank(scores: Iterable[Score], streaks: Mapping[int, int]) -> list[Ranked]:
     """Everyone with points, best first; ranks 1, 2, 3... (every tie is broken)."""
     ordered = sorted(scores, key=lambda s: (-s.points, -streaks.get(s.user_id, 0), s.reached_at, s.user_id))
@@ -149,17 +154,6 @@ def rank_by_depth(scores: Iterable[Score]) -> list[Ranked]:
 
 
 # ---------------------------------------------------------------- streak days, stats, heatmap
-
-
-def round_days(posted: Iterable[str], answers: Mapping[str, str], away: Sequence[tuple[str, str]],
-               open_date: str | None) -> list[RoundDay]:
-    """The member's streak days: posted rounds plus days they answered, oldest first."""
-    days = []
-    for d in sorted(set(posted) | set(answers)):
-        is_away = any(start <= d <= end for start, end in away)
-        days.append(RoundDay(date.fromisoformat(d), answers.get(d), away=is_away,  # type: ignore[arg-type]
-                             open=(d == open_date)))
-    return days
 
 
 def heatmap_days(days: Sequence[RoundDay], end: date, weeks: int = HEATMAP_WEEKS) -> dict[date, str]:

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     instance_id: str = ""                                   # this process's name on outbox leases
     outbox_lease_seconds: int = Field(default=60, ge=2, le=3600)
 
+    @field_validator("discord_token", mode="before")
+    @classmethod
+    def _token(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
     @field_validator("dev_guild_id", mode="before")
     @classmethod
     def _blank_none(cls, value: object) -> object:
@@ -84,4 +89,8 @@ def load_settings(**overrides: object) -> Settings:
         name = str(err["loc"][0]).upper() if err.get("loc") else "settings"
         if err.get("type") == "missing":
             raise SettingsError(f"{name} is not set; put it in the environment or in .env (see .env.example).") from None
+        raw = err.get("input")
+        if isinstance(raw, str) and not raw.strip():
+            raise SettingsError(f"{name} is empty; put its value after `{name}=` in the environment or in .env "
+                                "(see .env.example).") from None
         raise SettingsError(f"{name} is malformed: {err.get('msg', 'invalid value')}.") from None

@@ -151,10 +151,10 @@ class Storage:
             target.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path), isolation_level=None)
         try:
+            await db.execute("PRAGMA busy_timeout=5000")  # first: another process may be opening it right now
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
             # The one rule for naming a member in public (coach.members), callable from SQL under the same name.
             await db.create_function("may_name_publicly", 1, may_name_publicly, deterministic=True)
             store = cls(db, target)
@@ -168,12 +168,16 @@ class Storage:
         await self.db.close()
 
     async def _migrate(self, known: Sequence[tuple[int, str, str]]) -> None:
+        """Apply the migrations this database lacks, each in its own IMMEDIATE transaction.
+
+        Safe when several processes start together: a migration's first statement records its version, so
+        whoever comes second hits the primary key, rolls back untouched, and moves on to the next one.
+        """
         await self.db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
             "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
         )
-        async with self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
-            current = (await cur.fetchone())[0]
+        current = await self.schema_version()
         newest = known[-1][0] if known else 0
         if current > newest:
             raise DatabaseTooNew(
@@ -183,9 +187,21 @@ class Storage:
         for version, name, sql in known:
             if version <= current:
                 continue
-            log.info("applying migration %s", name)
-            await self.db.executescript(f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_migrations (version, name) "
-                                        f"VALUES ({version}, '{name}');\nCOMMIT;")
+            try:
+                await self.db.executescript(
+                    f"BEGIN IMMEDIATE;\nINSERT INTO schema_migrations (version, name) VALUES ({version}, '{name}');"
+                    f"\n{sql}\nCOMMIT;")
+            except sqlite3.IntegrityError:
+                await self.db.execute("ROLLBACK")
+                if await self.schema_version() < version:
+                    raise  # the migration itself broke a constraint: not a race
+                log.info("migration %s was applied by another process", name)
+                continue
+            except BaseException:
+                if self.db.in_transaction:
+                    await self.db.execute("ROLLBACK")
+                raise
+            log.info("applied migration %s", name)
 
     async def schema_version(self) -> int:
         async with self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
@@ -759,33 +775,29 @@ class Storage:
         self, *, guild_id: int, user_id: int, local_date: str, round_id: int | None, status: str,
         project_id: int | None, note: str | None, via: str, now: datetime,
     ) -> tuple[Checkin, bool]:
-        """Write the member's answer for that date. Returns (checkin, created); +1 point only when created."""
+        """Write the member's answer for that date. Returns (checkin, created); +1 point only when created.
+        Insert first, update on conflict (no check-then-insert): a double submit edits, it never raises."""
         ts = to_unix(now)
         async with self.transaction() as db:
             async with db.execute(
-                "SELECT id FROM checkins WHERE guild_id = ? AND user_id = ? AND local_date = ?",
-                (guild_id, user_id, local_date),
+                "INSERT INTO checkins (guild_id, user_id, local_date, round_id, status, project_id, note, via, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (guild_id, user_id, local_date) DO NOTHING RETURNING id",
+                (guild_id, user_id, local_date, round_id, status, project_id, note, via, ts, ts),
             ) as cur:
-                existing = await cur.fetchone()
-            if existing:
-                await db.execute(
-                    "UPDATE checkins SET status = ?, project_id = ?, note = ?, via = ?, updated_at = ?, "
-                    "round_id = COALESCE(round_id, ?) WHERE id = ?",
-                    (status, project_id, note, via, ts, round_id, existing[0]),
-                )
-                created = False
-            else:
-                await db.execute(
-                    "INSERT INTO checkins (guild_id, user_id, local_date, round_id, status, project_id, note, via, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (guild_id, user_id, local_date, round_id, status, project_id, note, via, ts, ts),
-                )
+                created = await cur.fetchone() is not None
+            if created:
                 await db.execute(
                     "INSERT OR IGNORE INTO points (guild_id, user_id, kind, amount, ref, created_at) "
                     "VALUES (?, ?, 'checkin', 1, ?, ?)",
                     (guild_id, user_id, local_date, ts),
                 )
-                created = True
+            else:
+                await db.execute(
+                    "UPDATE checkins SET status = ?, project_id = ?, note = ?, via = ?, updated_at = ?, "
+                    "round_id = COALESCE(round_id, ?) WHERE guild_id = ? AND user_id = ? AND local_date = ?",
+                    (status, project_id, note, via, ts, round_id, guild_id, user_id, local_date),
+                )
             async with db.execute(
                 f"SELECT {_CHECKIN_COLS} FROM checkins WHERE guild_id = ? AND user_id = ? AND local_date = ?",
                 (guild_id, user_id, local_date),
@@ -1269,11 +1281,13 @@ class Storage:
                            (state, error, dm_round_id))
 
     async def open_dm_rounds(self, user_id: int, now: int) -> list[tuple[DMRound, bool]]:
-        """The member's DM rounds still open for answers (newest per server), each with `answered`."""
+        """The member's DM rounds still open for answers (newest per server), each with `answered`: whether the
+        member answered the server's open round (its latest posted round, which a DM answer counts for)."""
         rows = await self.fetchall(
             f"""SELECT {', '.join('d.' + c.strip() for c in self._DM_ROUND_COLS.split(','))},
                        EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = d.guild_id AND c.user_id = d.user_id
-                               AND c.local_date = d.local_date)
+                               AND c.local_date = (SELECT MAX(r.local_date) FROM rounds r
+                                                   WHERE r.guild_id = d.guild_id AND r.state = 'posted'))
                 FROM dm_rounds d WHERE d.user_id = ? AND d.state = 'sent' AND d.closes_at > ?
                 AND d.local_date = (SELECT MAX(local_date) FROM dm_rounds e WHERE e.user_id = d.user_id
                                     AND e.guild_id = d.guild_id AND e.state = 'sent')
@@ -1281,15 +1295,6 @@ class Storage:
             (user_id, now),
         )
         return [(self.DMRound(*r[:-1]), bool(r[-1])) for r in rows]
-
-    async def dm_round_dates(self, guild_id: int, user_id: int) -> list[str]:
-        """Dates a DM round reached the member: scheduled days for their streak in this server."""
-        rows = await self.fetchall(
-            "SELECT local_date FROM dm_rounds WHERE guild_id = ? AND user_id = ? AND state = 'sent' "
-            "ORDER BY local_date",
-            (guild_id, user_id),
-        )
-        return [r[0] for r in rows]
 
     async def get_dm_channel(self, user_id: int) -> int | None:
         row = await self.fetchone("SELECT channel_id FROM dm_channels WHERE user_id = ?", (user_id,))
@@ -1470,12 +1475,14 @@ class Storage:
             await db.execute("INSERT INTO board_totals (guild_id, period_id, user_id, points, depth, reached_at) "
                              + self._LEDGER_BUCKETS.format(where=where), params)
 
-    async def current_streaks(self, guild_id: int, user_ids: Iterable[int], open_date: str | None) -> dict[int, int]:
-        """Current streaks of many members at once, by the rules of coach.streaks.compute_streak.
+    async def current_streaks(self, guild_id: int, user_ids: Iterable[int],
+                              open_date: str | None = None) -> dict[int, int]:
+        """Current streaks of many members at once, by the rule of coach.streaks.member_streak.
 
         A member's streak is the number of days they answered after their last break: the newest posted
-        round before the open one (`open_date`, the latest posted round) that they neither answered nor
-        were away for. Rounds never posted don't exist here, so they break nobody.
+        round, other than the open one, that they neither answered nor were away for. The open round is the
+        latest posted round (`open_date` overrides it, for tests of the rule). Rounds never posted don't exist
+        here, so they break nobody.
         """
         ids = sorted(set(user_ids))
         if not ids:
@@ -1483,9 +1490,12 @@ class Storage:
         values = ", ".join(f"(?{i})" for i in range(3, len(ids) + 3))
         rows = await self.fetchall(
             f"""WITH cand(uid) AS (VALUES {values}),
+                open_round(d) AS (SELECT COALESCE(?2, (SELECT MAX(local_date) FROM rounds
+                                                       WHERE guild_id = ?1 AND state = 'posted'), '')),
                 brk(uid, b) AS (
                     SELECT uid, (SELECT r.local_date FROM rounds r
-                                 WHERE r.guild_id = ?1 AND r.state = 'posted' AND r.local_date < ?2
+                                 WHERE r.guild_id = ?1 AND r.state = 'posted'
+                                 AND r.local_date <> (SELECT d FROM open_round)
                                  AND NOT EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1
                                                  AND c.user_id = cand.uid AND c.local_date = r.local_date)
                                  AND NOT EXISTS (SELECT 1 FROM away_periods a WHERE a.guild_id = ?1
@@ -1495,7 +1505,7 @@ class Storage:
                     FROM cand)
                SELECT uid, (SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = brk.uid
                             AND c.local_date > COALESCE(brk.b, '')) FROM brk""",
-            (guild_id, open_date or "9999-12-31", *ids),
+            (guild_id, open_date, *ids),
         )
         return {r[0]: r[1] for r in rows}
 
@@ -1509,6 +1519,49 @@ class Storage:
             (guild_id, *ids),
         )
         return {r[0]: r[1] for r in rows}
+
+    # ------------------------------------------------------------ exactly once: projects
+    # Writes that must never be half-done or raise on a double submit (issue 9, item 6).
+
+    async def create_or_get_project(self, guild_id: int, user_id: int, name: str, deadline: str | None,
+                                    now: datetime) -> tuple[Project, bool]:
+        """The member's active project of that name, created if there is none: (project, created). Two
+        requests racing to create it both get the one row (the unique index decides, no check-then-insert)."""
+        async with self.transaction() as db:
+            async with db.execute(
+                f"""INSERT INTO projects (guild_id, user_id, name, name_key, deadline, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (guild_id, user_id, name_key) WHERE status = 'active' DO NOTHING
+                    RETURNING {_PROJECT_COLS}""",
+                (guild_id, user_id, name, name.casefold(), deadline, to_unix(now)),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return Project(*row), True
+            async with db.execute(
+                f"SELECT {_PROJECT_COLS} FROM projects WHERE guild_id = ? AND user_id = ? AND name_key = ? "
+                "AND status = 'active'",
+                (guild_id, user_id, name.casefold()),
+            ) as cur:
+                return Project(*(await cur.fetchone())), False
+
+    async def finish_project(self, project: Project, points: int, now: datetime) -> tuple[bool, bool]:
+        """Close an active project as finished and award its points in one transaction: (closed, awarded).
+        Points come once per project (the ledger's unique ref), however often this is called."""
+        ts = to_unix(now)
+        async with self.transaction() as db:
+            async with db.execute(
+                "UPDATE projects SET status = 'finished', closed_at = ? WHERE id = ? AND status = 'active'",
+                (ts, project.id),
+            ) as cur:
+                if cur.rowcount != 1:
+                    return False, False
+            async with db.execute(
+                "INSERT OR IGNORE INTO points (guild_id, user_id, kind, amount, ref, created_at) "
+                "VALUES (?, ?, 'finish', ?, ?, ?)",
+                (project.guild_id, project.user_id, points, str(project.id), ts),
+            ) as cur:
+                return True, cur.rowcount == 1
 
     # ------------------------------------------------------------ board: seasons
 

@@ -137,6 +137,13 @@ class Admin(commands.Cog):
             )
         if role is not None and role.is_default():
             raise BadInput("I won't ping @everyone. Pick a role members can opt into, or leave `role` empty.")
+        if role is not None and not (role.mentionable or live_channel.permissions_for(me).mention_everyone):
+            raise BadInput(
+                f"I couldn't ping <@&{role.id}> in <#{channel.id}>: the role isn't mentionable and I'm not allowed "
+                "to mention roles there, so nobody would be notified. Turn on **Allow anyone to @mention this "
+                "role** in the role's settings (or give me **Mention @everyone, @here, and All Roles** in that "
+                "channel), then run `/coach setup` again, or leave `role` empty. Nothing was changed."
+            )
         now = self.now()
         nxt = next_occurrence(now, at, tz, mask)
         existing = await self.storage.get_guild(guild.id)

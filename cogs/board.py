@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import board, journey, voice
+from coach import board, checkins, journey, voice
 from coach.clock import from_unix, to_unix
 from coach.errors import Conflict, NotAllowed
 from coach.heatmap import render_heatmap
@@ -20,7 +20,7 @@ from coach.outbox import Job, Sent, Skip
 from coach.rounds import nonce_for
 from coach.storage import Round
 from coach.streaks import checkin_rate, compute_streak
-from coach.text import EMBED_FIELD_VALUE_MAX, cut, cut_block, escape_markdown, safe_name
+from coach.text import EMBED_FIELD_VALUE_MAX, cut_block, safe_name, safe_title
 from cogs.common import NO_PINGS, ConfirmButton, confirm_view, confirmable, member_name, reply
 from cogs.outbox import find_in_history, postable_channel
 from cogs.pages import Pager, register, setup_pages
@@ -80,9 +80,8 @@ class BoardPager(Pager):
         if self.depth:
             ranked = board.rank_by_depth(scores)
         else:
-            latest = await storage.latest_round(self.guild_id)
             needed = board.streaks_needed(scores, page, self.caller)
-            streaks = await storage.current_streaks(self.guild_id, needed, latest.local_date if latest else None)
+            streaks = await storage.current_streaks(self.guild_id, needed)
             ranked = board.rank(scores, streaks)
         shown = ranked[page * board.PAGE_SIZE:(page + 1) * board.PAGE_SIZE]
         mine = next((r for r in ranked if r.score.user_id == self.caller), None)
@@ -198,10 +197,7 @@ class Board(commands.Cog):
         storage = self.storage
         tz = await guild_tz(self.bot, guild_id)
         today = board.local_today(self.bot.clock.now(), tz)
-        posted = await storage.posted_round_dates(guild_id)
-        answers = {c.local_date: c.status for c in await storage.member_checkins(guild_id, user_id)}
-        days = board.round_days(posted, answers, await storage.away_periods(guild_id, user_id),
-                                posted[-1] if posted else None)
+        days = (await checkins.load_history(storage, guild_id, user_id)).days()
         streak = compute_streak(days)
         rate = checkin_rate(days, board.RATE_ROUNDS)
         counts = await storage.count_projects(guild_id, user_id)
@@ -232,10 +228,10 @@ class Board(commands.Cog):
         clean = " ".join((name or "").split()) or f"Season {await self.storage.count_seasons(guild_id) + 1}"
         token = await self.storage.put_confirm(guild_id, interaction.user.id, "season", clean, now)
         current = await self.storage.current_season(guild_id, now)
-        text = (f"Start **{escape_markdown(cut(clean, 60))}** now? From this moment the leaderboard counts "
+        text = (f"Start **{safe_title(clean, 60)}** now? From this moment the leaderboard counts "
                 "fresh points by default. Nothing is deleted: `/leaderboard period:all` still shows all of it.")
         if current:
-            text += f"\nThis closes **{escape_markdown(cut(current.name, 60))}**."
+            text += f"\nThis closes **{safe_title(current.name, 60)}**."
         await reply(interaction, text, view=confirm_view("ns", guild_id, interaction.user.id, token))
 
     async def confirm_season(self, interaction: discord.Interaction, user_id: int, token: int, go: bool) -> None:
@@ -252,7 +248,7 @@ class Board(commands.Cog):
             raise Conflict("That confirmation has expired or was already used. Run `/coach new-season` again.")
         season = await self.storage.start_season(guild_id, name or "New season", now)
         await interaction.response.edit_message(
-            content=f"**{escape_markdown(cut(season.name, 60))}** has started. Everyone begins at zero on the "
+            content=f"**{safe_title(season.name, 60)}** has started. Everyone begins at zero on the "
                     "default leaderboard; all history stays under `period:all`. Here's to a season of finished "
                     "tracks.", view=None)
 
@@ -327,8 +323,8 @@ class Board(commands.Cog):
             guild_id, board.local_midnight(monday, tz), board.local_midnight(monday + timedelta(days=7), tz))
         candidates = await storage.nameable_members(
             guild_id, await storage.checkin_users_since(guild_id, (monday - timedelta(days=63)).isoformat()))
-        streaks = await storage.current_streaks(guild_id, candidates, round_.local_date)
-        top = sorted((s for s in streaks.items() if s[1] > 0), key=lambda s: (-s[1], s[0]))[:3]
+        streaks = await storage.current_streaks(guild_id, candidates)
+        top = board.longest_streaks(streaks)
         names = await storage.display_names(guild_id, [u for u, _ in top])
         intro = await voice.say(storage, self.bot.prompts, self.bot.rng, "recap_intro", guild_id=guild_id,
                                 user_id=voice.SERVER, server=safe_name(server, 60), member="", project="", streak=0)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Hashable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -129,6 +131,40 @@ def orphaned_form(interaction: discord.Interaction, pattern: re.Pattern[str]
     if match is None or custom_id in interaction.client._connection._view_store._modals:  # live Modal
         return None
     return match, submitted_values(data)  # type: ignore[arg-type]
+
+
+class Repeats:
+    """Double submits answer as the first did: the same request (`key`) made again within `window` seconds
+    gets the first one's result, or its error, without being done twice; a copy that arrives while the first
+    is still running waits for it. Bounded: old entries go once there are `limit` of them."""
+
+    def __init__(self, window: float = 5.0, limit: int = 10_000) -> None:
+        self.window, self.limit = window, limit
+        self._seen: dict[Hashable, tuple[float, asyncio.Future[Any]]] = {}
+
+    async def once(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.window:
+            return await asyncio.shield(seen[1])
+        if len(self._seen) >= self.limit:
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
+            while len(self._seen) >= self.limit:
+                del self._seen[next(iter(self._seen))]
+        first: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        first.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if nobody waits
+        self._seen[key] = (now, first)
+        try:
+            result = await make()
+        except asyncio.CancelledError:
+            first.cancel()
+            self._seen.pop(key, None)
+            raise
+        except Exception as exc:
+            first.set_exception(exc)
+            raise
+        first.set_result(result)
+        return result
 
 
 def member_name(user: discord.abc.User) -> str:

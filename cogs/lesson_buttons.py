@@ -14,7 +14,7 @@ from coach import journey, lesson_posts, voice
 from coach.errors import NotFound
 from coach.lesson_posts import DEPTH_POINTS, REFLECTION_MAX
 from coach.lessons import Lesson
-from coach.text import MODAL_TITLE_MAX, cut, escape_markdown, safe_name
+from coach.text import MODAL_TITLE_MAX, cut, escape_markdown, safe_name, safe_title
 from cogs.common import bot_of, guarded, member_name, orphaned_form, reply
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ async def save(interaction: discord.Interaction, lesson_id: str, text: str | Non
     if project is not None:
         lines.append(await voice.say(bot.storage, bot.prompts, bot.rng, "lesson_apply", guild_id=guild_id,
                                      user_id=user.id, member=who, server=server,
-                                     project=escape_markdown(cut(project.name, 80))))
+                                     project=safe_title(project.name)))
     lines.append(f"Only you can see what you wrote. Your depth points here: **{done.depth_points}**.")
     await answer(interaction, "\n".join(lines))
 

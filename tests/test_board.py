@@ -238,7 +238,7 @@ async def test_bulk_streaks_match_compute_streak(tmp_path: Path) -> None:
             latest = await storage.latest_round(guild)
             bulk = await storage.current_streaks(guild, users, latest.local_date)
             for user in users:
-                expected = await member_streak(storage, guild, user, open_date=latest.local_date)
+                expected = await member_streak(storage, guild, user)
                 assert bulk[user] == expected.current, (trial, user)
     finally:
         await storage.close()
@@ -517,7 +517,7 @@ async def test_streak_rules_through_the_scheduler(harness: Harness) -> None:
     assert "🔥 **3** now · best **4**" in await stats_text(alice)
     # The leaderboard uses the same streaks.
     latest = await storage.latest_round(g)
-    expected = await member_streak(storage, g, alice, open_date=latest.local_date)
+    expected = await member_streak(storage, g, alice)
     assert (await storage.current_streaks(g, [alice, bob], latest.local_date)) == {alice: expected.current, bob: 0}
     board_handle = await harness.slash(bob, "leaderboard")
     await board_handle.response()

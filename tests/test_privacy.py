@@ -156,7 +156,7 @@ async def test_a_dm_answer_keeps_the_server_nickname_on_the_board(running: Harne
     h = running
     await setup_server(h)
     g, alice, bob = h.studio.guild, h.studio.alice, h.studio.bob
-    h.bot.get_cog("DMs").throttle_seconds = 0
+    h.bot.get_cog("DMReplies").settle_seconds = 0
     h.fake.guild(g).members[alice]["nick"] = "DJ Nightowl"
     await dm_on(h, alice, "21:00", "Europe/Berlin")  # a server interaction: stores the nickname
     assert (await h.bot.storage.get_member(g, alice)).display_name == "DJ Nightowl"

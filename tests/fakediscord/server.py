@@ -702,9 +702,13 @@ class FakeDiscord(World):
             users = [u for u in users if "users" in parse or u in allowed_users]
             roles = [r for r in roles if "roles" in parse or r in allowed_roles]
             everyone = everyone and "everyone" in parse
-        if everyone and guild_id is not None:
+        if (everyone or roles) and guild_id is not None:
             cid = int(msg["channel_id"])
-            everyone = bool(self.channel_permissions(cid, self.bot_user_id) & MENTION_EVERYONE)
+            may_mention_all = bool(self.channel_permissions(cid, self.bot_user_id) & MENTION_EVERYONE)
+            everyone = everyone and may_mention_all
+            # A role that isn't mentionable pings only when the author may mention all roles (Discord's rule).
+            known = self.guild(guild_id).roles
+            roles = [r for r in roles if may_mention_all or known.get(r, {}).get("mentionable")]
         ref = msg.get("referenced_message")
         if ref and (am is None or am.get("replied_user", True)):
             users.append(int(ref["author"]["id"]))
