@@ -247,3 +247,15 @@ def test_every_kind_has_one_sender(kind: str) -> None:
     from coach.outbox import KINDS
 
     assert kind in KINDS
+
+
+async def test_setup_asks_for_read_message_history(running: Harness) -> None:
+    """Without it the bot could not look for a post it may already have made before retrying it."""
+    from tests.fakediscord.world import READ_MESSAGE_HISTORY, overwrite
+
+    h = running
+    h.fake.set_overwrites(h.studio.channel, [overwrite(h.fake.bot_user_id, deny=READ_MESSAGE_HISTORY, member=True)])
+    await h.fake.sync()
+    text = await h.setup_checkin("20:00", "Europe/Berlin")
+    assert "Read Message History" in text
+    assert await h.bot.storage.get_guild(h.studio.guild) is None
