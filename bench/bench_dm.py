@@ -87,7 +87,7 @@ async def fill_database(db: Path, world: dict[str, Any], members: int, due: int)
         (gid, to_unix(MINUTE) - 3600, world["channel"]))
     await store.db.executemany(
         "INSERT INTO dm_schedules (guild_id, user_id, enabled, time_local, timezone, days, next_due, created_at, "
-        "updated_at) VALUES (?, ?, 1, ?, ?, ?, ?, 0, 0)", rows)
+        f"updated_at, member_checked_at) VALUES (?, ?, 1, ?, ?, ?, ?, 0, 0, {to_unix(MINUTE) - 86_400})", rows)
     await store.db.executemany("INSERT INTO dm_channels (user_id, channel_id, created_at) VALUES (?, ?, ?)",
                                channel_rows)
     await store.db.execute("COMMIT")

@@ -1151,6 +1151,7 @@ class Storage:
         next_due: int | None
         off_reason: str | None
         off_at: int | None
+        member_checked_at: int | None = None   # when the member was last known to be in the server
 
     @dataclass(frozen=True, slots=True)
     class DMRound:
@@ -1168,7 +1169,8 @@ class Storage:
         sent_at: int | None
         round_id: int | None   # the server round this DM delivers (set when it is sent)
 
-    _DM_SCHEDULE_COLS = ("guild_id, user_id, enabled, time_local, timezone, days, next_due, off_reason, off_at")
+    _DM_SCHEDULE_COLS = ("guild_id, user_id, enabled, time_local, timezone, days, next_due, off_reason, off_at, "
+                         "member_checked_at")
     _DM_ROUND_COLS = ("id, guild_id, user_id, local_date, scheduled_at, closes_at, state, late, channel_id, "
                       "message_id, error, sent_at, round_id")
 
@@ -1187,13 +1189,18 @@ class Storage:
         ts = to_unix(now)
         await self.execute(
             """INSERT INTO dm_schedules (guild_id, user_id, enabled, time_local, timezone, days, next_due,
-                   created_at, updated_at)
-               VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)
+                   created_at, updated_at, member_checked_at)
+               VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (guild_id, user_id) DO UPDATE SET enabled = 1, time_local = excluded.time_local,
                    timezone = excluded.timezone, days = excluded.days, next_due = excluded.next_due,
-                   off_reason = NULL, off_at = NULL, updated_at = excluded.updated_at""",
-            (guild_id, user_id, time_local, timezone, days, next_due, ts, ts),
+                   off_reason = NULL, off_at = NULL, updated_at = excluded.updated_at,
+                   member_checked_at = excluded.member_checked_at""",
+            (guild_id, user_id, time_local, timezone, days, next_due, ts, ts, ts),
         )
+
+    async def dm_member_checked(self, guild_id: int, user_id: int, now: datetime) -> None:
+        await self.execute("UPDATE dm_schedules SET member_checked_at = ? WHERE guild_id = ? AND user_id = ?",
+                           (to_unix(now), guild_id, user_id))
 
     async def dm_off(self, guild_id: int, user_id: int, reason: str, now: datetime) -> bool:
         """Switch one server's DMs off; True when they were on."""

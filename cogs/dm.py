@@ -5,7 +5,7 @@ Answering them (buttons, forms, plain-text replies) lives in cogs/dm_replies.py.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import discord
@@ -29,6 +29,7 @@ log = logging.getLogger("bounce.dm")
 
 WORKERS = 8              # DMs in flight at once; each waits for its slot in the global budget
 DM_OPEN_PER_SECOND = 2   # new DM channels opened per second, at most (Discord: 40003 when opened too fast)
+MEMBER_CHECK_EVERY = timedelta(days=7)  # how often the sender asks whether a DM member is still in the server
 
 
 class DMs(commands.Cog):
@@ -64,6 +65,7 @@ class DMs(commands.Cog):
         guild = self.bot.get_guild(round_.guild_id)
         if guild is None or guild.unavailable:
             raise GuildUnavailable()
+        await self.still_a_member(guild, round_.user_id)
         await self.storage.set_dm_round_target(round_.id, target.id)
         server = safe_name(guild.name, 60)
         channel_id = await self.storage.get_dm_channel(round_.user_id)
@@ -82,6 +84,23 @@ class DMs(commands.Cog):
                 raise Retry("dm_channel_gone") from exc
             raise
         return Sent(message.id, channel_id)
+
+    async def still_a_member(self, guild: discord.Guild, user_id: int) -> None:
+        """About once a week, ask Discord whether the member is still in the server (without the members intent
+        nothing says they left): someone who left gets no more DMs from it (Discord answers 10007)."""
+        schedule = await self.storage.get_dm_schedule(guild.id, user_id)
+        now = self.bot.clock.now()
+        if schedule is None or (schedule.member_checked_at or 0) > to_unix(now - MEMBER_CHECK_EVERY):
+            return
+        try:
+            await guild.fetch_member(user_id)
+        except discord.NotFound as exc:
+            if exc.code != 10007:
+                raise
+            await self.storage.dm_off(guild.id, user_id, "left_server", now)
+            log.info("user %s left guild %s: DM check-ins from it switched off", user_id, guild.id)
+            raise Skip("member_left") from exc
+        await self.storage.dm_member_checked(guild.id, user_id, now)
 
     async def find(self, job: Job) -> Sent | None:
         """Past Discord's nonce window: did an earlier attempt send this DM? (Its buttons carry the id.)"""

@@ -665,3 +665,22 @@ async def test_a_server_name_in_a_dm_cannot_ping(running: Harness) -> None:
     [message] = dm_rounds(h, alice)
     assert "@\u200beveryone \\*Beats\\*" in message["content"]
     assert not message["mention_everyone"] and message["_allowed_mentions"] == {"parse": []}
+
+
+async def test_a_member_who_left_the_server_gets_no_more_dms_from_it(studio: Harness) -> None:
+    """Without the members intent nobody tells the bot; about once a week it asks Discord (one request)."""
+    h, alice, bob = studio, studio.studio.alice, studio.studio.bob
+    await dm_on(h, alice, "21:00", "Europe/Berlin")
+    await dm_on(h, bob, "21:00", "Europe/Berlin")
+    member_gets = lambda: h.fake.requests_to("/guilds/{guild_id}/members/{user_id}", "GET")  # noqa: E731
+    await at(h, utc(2026, 3, 2, 20, 0, 5))
+    assert len(dm_rounds(h, alice)) == 1 and member_gets() == []  # just switched on: known to be there
+    h.fake.remove_member(h.studio.guild, alice)
+    await h.fake.sync()
+    await at(h, utc(2026, 3, 10, 20, 0, 5))  # a week on: asked once each
+    assert len(dm_rounds(h, alice)) == 1 and len(dm_rounds(h, bob)) == 2
+    assert len(member_gets()) == 2
+    schedule = await h.bot.storage.get_dm_schedule(h.studio.guild, alice)
+    assert not schedule.enabled and schedule.off_reason == "left_server"
+    await at(h, utc(2026, 3, 11, 20, 0, 5))
+    assert len(dm_rounds(h, bob)) == 3 and len(member_gets()) == 2  # Bob is not asked again for a week
