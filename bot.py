@@ -11,6 +11,7 @@ import random
 import signal
 import sqlite3
 import sys
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ import yarl
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from discord.ext import commands
 
+from coach import metrics
 from coach.clock import Clock, SystemClock
 from coach.lessons import LessonError, LessonLibrary, load_lessons
 from coach.pacer import Pacer
@@ -28,7 +30,8 @@ from coach.storage import DatabaseTooNew, Storage, StorageError
 
 log = logging.getLogger("bounce")
 
-COGS = ("cogs.errors", "cogs.admin", "cogs.rounds", "cogs.projects", "cogs.me", "cogs.dm", "cogs.lessons", "cogs.board")
+COGS = ("cogs.errors", "cogs.admin", "cogs.rounds", "cogs.projects", "cogs.me", "cogs.dm", "cogs.lessons", "cogs.board",
+        "cogs.web")
 INTENTS = discord.Intents.none()
 INTENTS.guilds = True           # channels, roles, the bot's own member: to check where it can post
 INTENTS.dm_messages = True      # plain-text check-in replies in DMs (no message-content intent needed there)
@@ -71,6 +74,7 @@ class BounceBot(commands.Bot):
         self.synced = False
         self._tick_lock = asyncio.Lock()
         self.catch_up_task: asyncio.Task[None] | None = None
+        self.last_tick_at: float | None = None  # time.monotonic() at the end of the last tick (for /healthz)
 
     def _pace_every_request(self) -> None:
         """Every bot-authenticated REST request waits for the global send budget: channel posts, DMs, edits,
@@ -80,7 +84,8 @@ class BounceBot(commands.Bot):
 
         async def paced(route: discord.http.Route, **kwargs: Any) -> Any:
             if not route.path.startswith(("/interactions/", "/webhooks/")):
-                await self.pacer.wait()
+                with metrics.SEND_QUEUE.track_inprogress():
+                    await self.pacer.wait()
             return await send(route, **kwargs)
 
         self.http.request = paced  # type: ignore[method-assign]
@@ -121,6 +126,7 @@ class BounceBot(commands.Bot):
                         await run()
                     except Exception:
                         log.exception("scheduled work in %s failed", type(cog).__name__)
+            self.last_tick_at = time.monotonic()
 
     def command_payload(self) -> tuple[discord.Object | None, list[dict[str, Any]]]:
         guild = discord.Object(self.settings.dev_guild_id) if self.settings.dev_guild_id else None

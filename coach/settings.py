@@ -29,8 +29,11 @@ class Settings(BaseSettings):
     tick_seconds: float = Field(default=20.0, gt=0, le=30)
     lessons_dir: Path = ROOT / "data" / "lessons"
     prompts_dir: Path = ROOT / "prompts"
+    web_port: int | None = Field(default=None, ge=0, le=65535)  # 0: any free port (tests)
+    web_host: str = "127.0.0.1"
+    web_base_url: str | None = None
 
-    @field_validator("dev_guild_id", mode="before")
+    @field_validator("dev_guild_id", "web_port", "web_base_url", mode="before")
     @classmethod
     def _blank_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -57,6 +60,15 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must be a URL starting with http(s):// or ws(s)://")
+        return value.rstrip("/")
+
+    @field_validator("web_base_url")
+    @classmethod
+    def _base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be the page's public address starting with http:// or https://")
         return value.rstrip("/")
 
     @property

@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import board
+from coach import board, metrics
 from coach.clock import to_unix
 from coach.errors import Conflict, NotAllowed
 from coach.heatmap import render_heatmap
@@ -290,9 +290,11 @@ class Board(commands.Cog):
         try:
             message = await channel.send(embed=embed, allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
+            metrics.post_failed("recap", exc)
             log.warning("guild %s: weekly recap for %s not posted: %s", guild_id, week, exc)
             await storage.finish_recap(recap_id, "failed", round_.channel_id, None, f"{exc.status}:{exc.code}")
             return False
+        metrics.post_sent("recap")
         await storage.finish_recap(recap_id, "posted", round_.channel_id, message.id, None)
         return True
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
-from coach import dm
+from coach import dm, metrics
 from coach.checkins import STATUS_LABELS
 from coach.clock import to_unix
 from coach.errors import BadInput, NotAllowed, NotFound
@@ -191,6 +191,7 @@ class DMs(commands.Cog):
             message = await channel.send(content=content, view=stateless(round_view(round_.id)), allowed_mentions=NO_PINGS,
                                          nonce=nonce_for("dm", round_.id))
         except discord.Forbidden as exc:
+            metrics.post_failed("dm", exc)
             if exc.code == 50007:
                 await self.dms_closed(round_)
             else:
@@ -198,14 +199,17 @@ class DMs(commands.Cog):
                 await self.storage.mark_dm_unsent(round_.id, "failed", f"forbidden:{exc.code}")
             return None
         except discord.NotFound as exc:
+            metrics.post_failed("dm", exc)
             log.warning("DM round %s: DM channel not found (%s); forgetting it, not retried", round_.id, exc.code)
             await self.storage.forget_dm_channel(round_.user_id)
             await self.storage.mark_dm_unsent(round_.id, "failed", f"not_found:{exc.code}")
             return None
         except discord.HTTPException as exc:
+            metrics.post_failed("dm", exc)
             log.warning("DM round %s: Discord error %s; not retried", round_.id, exc.status)
             await self.storage.mark_dm_unsent(round_.id, "failed", f"discord_error:{exc.status}")
             return None
+        metrics.post_sent("dm")
         await self.storage.mark_dm_sent(round_.id, channel_id, message.id, self.bot.clock.now())
         return message
 
@@ -219,6 +223,7 @@ class DMs(commands.Cog):
         """Discord 50007: stop DMing this member everywhere, remember why, tell them in each server."""
         now = self.bot.clock.now()
         switched = await self.storage.dm_off_everywhere(round_.user_id, "dms_closed", now)
+        metrics.dms_switched_off()
         await self.storage.mark_dm_unsent(round_.id, "failed", "dms_closed")
         for guild_id in sorted(set(switched) | {round_.guild_id}):
             await self.storage.set_notice(guild_id, round_.user_id, dm.CLOSED_NOTICE)

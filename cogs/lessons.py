@@ -13,7 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import lesson_posts
+from coach import lesson_posts, metrics
 from coach.clock import to_unix
 from coach.errors import BadInput, NotFound
 from coach.lesson_posts import (
@@ -226,6 +226,7 @@ class Lessons(commands.Cog):
             await self.deliver(post)
             return 1
         except PostFailed as exc:
+            metrics.post_failed("lesson", exc.__cause__ or exc.code)
             log.warning("guild %s: lesson %s not posted: %s", post.guild_id, post.lesson_id, exc.code)
             await self.storage.mark_lesson_failed(post.id, exc.code, self.bot.clock.now())
             return 0
@@ -245,6 +246,7 @@ class Lessons(commands.Cog):
                                              nonce=nonce_for("lesson", post.id))
             except discord.HTTPException as exc:
                 raise PostFailed(classify(exc)) from exc
+        metrics.post_sent("lesson")
         await self.storage.mark_lesson_posted(post.id, message.id, self.bot.clock.now())
         return message
 

@@ -1,4 +1,4 @@
-"""/me: a member's own settings and data in this server: announce, dm, away, back, export, forget."""
+"""/me: a member's own settings and data in this server: announce, public, dm, away, back, export, forget."""
 
 from __future__ import annotations
 
@@ -48,6 +48,13 @@ class Me(commands.Cog):
         await self.bot.storage.set_announce(interaction.guild_id, interaction.user.id, on)
         await reply(interaction, "Done: finished projects will be celebrated in the check-in channel." if on else
                     "Done: your finished projects stay quiet. You still get the points.")
+
+    @me.command(name="public", description="Show or hide your name on this server's public page.")
+    @app_commands.describe(switch="on: you may appear on the page; off: keep you off it")
+    @app_commands.choices(switch=[app_commands.Choice(name="on", value="on"),
+                                  app_commands.Choice(name="off", value="off")])
+    async def public(self, interaction: discord.Interaction, switch: app_commands.Choice[str]) -> None:
+        await self.bot.get_cog("Web").me_public(interaction, switch.value == "on")  # type: ignore[union-attr]
 
     @me.command(name="dm", description="Get the check-in by DM at your own time, or see your DM setting.")
     @app_commands.describe(switch="on: DM me the check-in; off: stop; leave empty to see your setting",

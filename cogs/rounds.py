@@ -15,7 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import checkins
+from coach import checkins, metrics
 from coach.checkins import STATUS_LABELS
 from coach.clock import from_unix, to_unix
 from coach.errors import Conflict, NotFound
@@ -222,6 +222,7 @@ class Rounds(commands.Cog):
             await self.deliver(round_, guild)
             return 1
         except PostFailed as exc:
+            metrics.post_failed("round", exc.__cause__ or exc.code)
             log.warning("guild %s: round %s not posted: %s", guild.guild_id, round_.local_date, exc.code)
             await self.storage.mark_round_failed(round_.id, exc.code)
             await self.storage.record_guild_error(guild.guild_id, exc.code, self.bot.clock.now())
@@ -245,6 +246,7 @@ class Rounds(commands.Cog):
                                          allowed_mentions=mentions, nonce=nonce_for("round", round_.id))
         except discord.HTTPException as exc:
             raise PostFailed(classify(exc)) from exc
+        metrics.post_sent("round")
         await self.storage.mark_round_posted(round_.id, message.id, self.bot.clock.now())
         self.bot.dispatch("round_posted", round_, guild)  # e.g. the weekly recap (cogs/board.py)
         await self.storage.record_guild_error(guild.guild_id, None, self.bot.clock.now())
