@@ -30,12 +30,12 @@ WALL_SCAN = 200          # newest finished projects looked at to fill the wall a
 HEATMAP_WEEKS = board.HEATMAP_WEEKS
 NAME_MAX = 40
 PROJECT_MAX = 80
-TAB_LABELS = {"week": "This week", "month": "This month", "season": "Season", "all": "All time"}
+TAB_LABELS = {"week": "Week", "month": "Month", "season": "Season", "all": "All time"}
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 UNNAMED = "A producer"
 
 # SVG geometry of the heatmap (user units; the picture scales to the page's width).
-CELL, GAP, LEFT, TOP = 11, 3, 30, 16
+CELL, GAP, LEFT, TOP, RIGHT = 11, 3, 30, 16, 14
 
 
 def new_token() -> str:
@@ -151,7 +151,7 @@ def heatmap(counts: dict[str, int], today: date, weeks: int = HEATMAP_WEEKS) -> 
     if len(months) > 1 and months[1][0] - months[0][0] < 3 * (CELL + GAP):
         months.pop(0)  # a first label squeezed against the next one
     weekdays = tuple((TOP + row * (CELL + GAP) + CELL - 2, WEEKDAYS[row]) for row in (0, 2, 4))
-    return Heatmap(tuple(cells), tuple(months), weekdays, weeks, LEFT + weeks * (CELL + GAP), TOP + 7 * (CELL + GAP),
+    return Heatmap(tuple(cells), tuple(months), weekdays, weeks, LEFT + weeks * (CELL + GAP) + RIGHT, TOP + 7 * (CELL + GAP),
                    sum(in_range.values()), sum(1 for n in in_range.values() if n), busiest)
 
 

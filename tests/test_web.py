@@ -86,7 +86,8 @@ async def test_page_is_off_until_admins_switch_it_on_and_names_only_who_agreed(h
     assert css_status == 200 and "prefers-color-scheme: dark" in css and css_headers["Content-Type"].startswith("text/css")
 
     # Tabs are plain links; each shows its own window.
-    for period, label in (("week", "This week"), ("month", "March 2026"), ("all", "All time"), ("season", "All time")):
+    for period, label in (("week", "This week (since 2 Mar)"), ("month", "March 2026"), ("all", "All time"),
+                          ("season", "No season has started here yet")):
         status, body, _ = await get(f"{url}?period={period}")
         assert status == 200 and label in body
         assert re.search(rf'href="\?period={period}" aria-current="page"', body)
