@@ -1430,7 +1430,7 @@ class Storage:
     def _deletion_order(tables: Iterable[str]) -> list[str]:
         """Totals before the ledger (its delete trigger then has nothing to update); check-ins before the
         projects and rounds they point at; settings last."""
-        first = ["board_totals", "points", "checkins", "projects", "rounds"]
+        first = ["board_totals", "checkin_days", "points", "checkins", "projects", "rounds"]
         last = ["members", "guild_settings", "guild_removals"]
         names = list(tables)
         return ([t for t in first if t in names] + sorted(t for t in names if t not in first and t not in last)
@@ -1602,6 +1602,14 @@ class Storage:
 
     async def checkins_per_day(self, guild_id: int, since: str) -> dict[str, int]:
         """How many members answered on each local date from `since` on (the server's heatmap)."""
+        rows = await self.fetchall(
+            "SELECT local_date, answers FROM checkin_days WHERE guild_id = ? AND local_date >= ? AND answers > 0",
+            (guild_id, since),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    async def checkins_per_day_from_checkins(self, guild_id: int, since: str) -> dict[str, int]:
+        """The same counts straight from the check-ins (for audits and tests: must equal checkins_per_day)."""
         rows = await self.fetchall(
             "SELECT local_date, COUNT(*) FROM checkins WHERE guild_id = ? AND local_date >= ? GROUP BY local_date",
             (guild_id, since),

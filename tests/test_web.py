@@ -11,6 +11,7 @@ from datetime import date, timedelta
 import pytest
 
 from coach import metrics, webpage
+from coach.clock import to_unix
 from tests.conftest import Harness, eventually
 from tests.fakediscord import FakeDiscordError
 from tests.webkit import MALLORY, base_url, build_community, get, page_on, web
@@ -168,6 +169,25 @@ async def test_me_forget_takes_a_member_off_the_page(harness: Harness) -> None:
     await click.response()
     web(bot).server.forget(harness.studio.guild)  # the page cache (30 s) is not what this test is about
     assert "Bob" not in (await get(url))[1]
+    storage, guild = bot.storage, harness.studio.guild
+    assert await storage.checkins_per_day(guild, "2026-01-01") == \
+        await storage.checkins_per_day_from_checkins(guild, "2026-01-01") == {"2026-03-02": 3}
+
+
+async def test_heatmap_counts_follow_answers_edits_and_the_purge(harness: Harness) -> None:
+    bot = await harness.start()
+    await build_community(harness, days=2)
+    storage, guild = bot.storage, harness.studio.guild
+    counts = await storage.checkins_per_day(guild, "2026-01-01")
+    assert counts == await storage.checkins_per_day_from_checkins(guild, "2026-01-01") == \
+        {"2026-03-02": 4, "2026-03-03": 3}
+    handle = await harness.slash(harness.studio.bob, "checkin", {"status": "skipped"})  # an edit: no new answer
+    await handle.wait_text()
+    assert await storage.checkins_per_day(guild, "2026-01-01") == counts
+    await storage.mark_removed(guild, harness.clock.now())
+    assert await storage.purge_guild(guild, to_unix(harness.clock.now())) is not None
+    assert await storage.checkins_per_day(guild, "2026-01-01") == {}
+    assert await storage.fetchone("SELECT COUNT(*) FROM checkin_days WHERE guild_id = ?", (guild,)) == (0,)
 
 
 # ----------------------------------------------------------------------------- health
