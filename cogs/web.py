@@ -99,8 +99,15 @@ class Web(commands.Cog):
         settings = self.bot.settings
         if settings.web_port is None:
             return
-        self.server = WebServer(self, bind=settings.web_host, port=settings.web_port)
-        await self.server.start()
+        server = WebServer(self, bind=settings.web_host, port=settings.web_port)
+        try:
+            await server.start()
+        except OSError as exc:  # the bot keeps coaching; the operator's health check notices the missing server
+            log.error("web server could not listen on %s:%s (%s); running without it", settings.web_host,
+                      settings.web_port, exc.strerror or exc)
+            await server.stop()
+            return
+        self.server = server
 
     async def cog_unload(self) -> None:
         if self.server is not None:

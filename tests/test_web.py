@@ -53,6 +53,19 @@ def test_error_codes_for_metrics() -> None:
     assert metrics.error_code("channel_deleted") == "channel_deleted"
 
 
+def test_web_settings() -> None:
+    from coach.settings import SettingsError, load_settings
+
+    blank = load_settings(_env_file=None, discord_token="t", web_port="", web_base_url="")
+    assert blank.web_port is None and blank.web_base_url is None and blank.web_host == "127.0.0.1"
+    on = load_settings(_env_file=None, discord_token="t", web_port="8080", web_base_url="https://b.example.org/")
+    assert on.web_port == 8080 and on.web_base_url == "https://b.example.org"
+    with pytest.raises(SettingsError, match="WEB_BASE_URL"):
+        load_settings(_env_file=None, discord_token="t", web_base_url="b.example.org")
+    with pytest.raises(SettingsError, match="WEB_PORT"):
+        load_settings(_env_file=None, discord_token="t", web_port="70000")
+
+
 # ----------------------------------------------------------------------------- the page
 
 
@@ -144,6 +157,19 @@ async def test_coach_web_needs_the_web_server_and_manage_server(harness: Harness
     assert await harness.bot.storage.web_page_token(harness.studio.guild) is None
     with pytest.raises(FakeDiscordError):
         await harness.slash(harness.studio.alice, "coach web", {"action": "on"})
+
+
+async def test_a_busy_port_leaves_the_bot_running_without_the_web_server(harness: Harness, caplog) -> None:  # noqa: ANN001
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        bot = await harness.start(web_port=taken.getsockname()[1])
+        assert bot.get_cog("Web").server is None  # type: ignore[union-attr]
+    assert "web server could not listen" in caplog.text
+    handle = await harness.slash(harness.studio.admin, "coach web", {"action": "on"})
+    assert "WEB_PORT" in await handle.wait_text()
 
 
 async def test_page_of_a_server_that_removed_the_bot_is_gone(harness: Harness) -> None:
