@@ -27,6 +27,7 @@ from coach.pacer import Pacer
 from coach.prompts import PromptError, Prompts, load_prompts
 from coach.settings import Settings, SettingsError, load_settings
 from coach.storage import DatabaseTooNew, Storage, StorageError
+from cogs.outbox import Outbox
 
 log = logging.getLogger("bounce")
 
@@ -75,6 +76,7 @@ class BounceBot(commands.Bot):
         self._tick_lock = asyncio.Lock()
         self.catch_up_task: asyncio.Task[None] | None = None
         self.last_tick_at: float | None = None  # time.monotonic() at the end of the last tick (for /healthz)
+        self.outbox = Outbox(self)
 
     def _pace_every_request(self) -> None:
         """Every bot-authenticated REST request waits for the global send budget: channel posts, DMs, edits,
@@ -95,13 +97,14 @@ class BounceBot(commands.Bot):
             self.storage = await Storage.open(self.settings.database_path)
         for name in COGS:
             await self.load_extension(name)
+        await self.outbox.start()
         await self.sync_commands_if_changed()
         # Catch up on what fell due while we were down, as soon as the guild cache is filled.
         self.catch_up_task = asyncio.create_task(self.tick(), name="bounce-catch-up")
         if self.run_scheduler:
             self.scheduler = AsyncIOScheduler(timezone="UTC")
             self.scheduler.add_job(self.tick, "interval", seconds=self.settings.tick_seconds, id="tick",
-                                   max_instances=1, coalesce=True)
+                                   max_instances=1, coalesce=True, kwargs={"wait": False})
             self.scheduler.start()
 
     async def on_ready(self) -> None:
@@ -115,10 +118,15 @@ class BounceBot(commands.Bot):
         guild = self.get_guild(guild_id)
         return guild.get_channel(channel_id) if guild is not None else None
 
-    async def tick(self) -> None:
-        """One pass of the periodic job: every cog with due work takes it (once the guild cache is ready)."""
+    async def tick(self, *, wait: bool = True) -> None:
+        """One pass of the periodic job: due schedules of every kind go into the outbox, whose lanes post them
+        in the background; other periodic work (purges) runs. `wait` returns only when every ready post is
+        handled (tests, catch-up at start); the scheduler's job never waits, so a long fan-out of one kind
+        never delays the next tick of another."""
         await self.wait_until_ready()
         async with self._tick_lock:
+            reports = await self.outbox.take_due(self.clock.now())
+            self.outbox.wake()
             for cog in list(self.cogs.values()):
                 run = getattr(cog, "run_due", None)
                 if run is not None:
@@ -126,7 +134,12 @@ class BounceBot(commands.Bot):
                         await run()
                     except Exception:
                         log.exception("scheduled work in %s failed", type(cog).__name__)
-            self.last_tick_at = time.monotonic()
+        if wait:
+            await self.outbox.drain()
+        line = self.outbox.summary(reports)
+        if line:
+            log.info("tick: %s", line)
+        self.last_tick_at = time.monotonic()
 
     def command_payload(self) -> tuple[discord.Object | None, list[dict[str, Any]]]:
         guild = discord.Object(self.settings.dev_guild_id) if self.settings.dev_guild_id else None
@@ -154,6 +167,7 @@ class BounceBot(commands.Bot):
             self.scheduler.shutdown(wait=False)
         if self.catch_up_task is not None and not self.catch_up_task.done():
             self.catch_up_task.cancel()
+        await self.outbox.close()
         await super().close()
         if self.storage is not None:
             await self.storage.close()

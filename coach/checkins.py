@@ -6,16 +6,15 @@ import random
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from coach import metrics, projects
+from coach import metrics, projects, voice
 from coach.errors import BadInput, Conflict
 from coach.prompts import Prompts
 from coach.storage import Checkin, Project, Round, Storage
-from coach.streaks import RoundDay, StreakResult, compute_streak, milestone_reached, nonfinished_run
+from coach.streaks import RoundDay, StreakResult, compute_streak
 from coach.text import NOTE_MAX, safe_name, safe_title
 
 STATUSES = ("finished", "unfinished", "skipped")
 STATUS_LABELS = {"finished": "Finished", "unfinished": "Unfinished", "skipped": "Skipped"}
-VALLEY_AT = 3
 
 
 def clean_note(raw: str | None) -> str | None:
@@ -139,28 +138,14 @@ async def record(
     metrics.answered(via)
     history.answers[local_date] = checkin.status
     after = history.streak(open_date=local_date)
-    situation = choose_situation(
-        created=created, first_ever=first_ever, status=status, before=before.current, after=after.current,
-        nonfinished=nonfinished_run(history.recent()),  # type: ignore[arg-type]
+    situation = await voice.situation_for(
+        storage, history, guild_id=guild_id, user_id=user_id, local_date=local_date, created=created,
+        first_ever=first_ever, status=status, before=before.current, after=after.current,
     )
-    reply = prompts.reply(situation, rng, member=safe_name(member_name),
-                          project=safe_title(project.name) if project else "", streak=after.current,
-                          server=server_name)
+    reply = await voice.say(storage, prompts, rng, situation, guild_id=guild_id, user_id=user_id,
+                            member=safe_name(member_name), project=safe_title(project.name) if project else "",
+                            streak=after.current, server=server_name)
     return AnswerOutcome(checkin, created, project, project_created, after, situation, reply)
-
-
-def choose_situation(*, created: bool, first_ever: bool, status: str, before: int, after: int,
-                     nonfinished: int) -> str:
-    if not created:
-        return "edited"
-    if first_ever:
-        return "first_checkin"
-    milestone = milestone_reached(before, after)
-    if milestone:
-        return f"streak_{milestone}"
-    if status != "finished" and nonfinished >= VALLEY_AT:
-        return "valley"
-    return status
 
 
 def describe(checkin: Checkin, project: Project | None) -> str:

@@ -21,6 +21,7 @@ from coach.checkins import (
 )
 from coach.clock import from_unix, to_unix
 from coach.errors import BadInput, Conflict, NotAllowed, NotFound
+from coach.outbox import Take, TakeReport, catch_up
 from coach.prompts import Prompts
 from coach.schedule import format_days, next_occurrence, parse_days, parse_time, parse_timezone
 from coach.storage import Storage
@@ -30,7 +31,6 @@ from coach.textparse import ParsedReply
 log = logging.getLogger("bounce.dm")
 DMSchedule = Storage.DMSchedule
 DMRound = Storage.DMRound
-DMClaim = Storage.DMClaim
 
 PENDING_SECONDS = 15 * 60      # how long the note of an unclear reply waits for the member's button
 MAX_PICK_SERVERS = 5           # "which server?" with unclear status: one row of three buttons per server
@@ -141,67 +141,55 @@ def next_due_of(schedule: DMSchedule, after: datetime) -> datetime:
 # ---------------------------------------------------------------- scheduling
 
 
-def decide(schedule: DMSchedule, now: datetime, grace: timedelta) -> DMClaim:
-    """What to do with a DM schedule whose next_due has passed.
+def take_for(schedule: DMSchedule, now: datetime, grace: timedelta) -> tuple[Take, int]:
+    """The take of one due DM schedule (raises when it can't be computed) and how many DMs it skips.
 
-    The DM round is for the member-local date of the scheduled instant. It stays open for answers until
-    the member's next scheduled DM after it. The schedule moves to the first occurrence after `now`
-    (anything else missed is not sent twice); a DM more than `grace` overdue is skipped.
+    After an outage of any length the latest DM still inside `grace` goes out once; the schedule moves to
+    its first occurrence after `now`. What the DM delivers is decided when it is sent: the server's open
+    round, unless the member already answered it.
     """
     assert schedule.next_due is not None
-    tz = ZoneInfo(schedule.timezone)
-    at = parse_time(schedule.time_local)
-    scheduled = from_unix(schedule.next_due)
-    local_date = scheduled.astimezone(tz).date()
-    following = next_occurrence(now, at, tz, schedule.days).due_utc
-    closes = next_occurrence(scheduled, at, tz, schedule.days).due_utc
-    overdue = now - scheduled
-    send = overdue <= grace
-    return DMClaim(
-        guild_id=schedule.guild_id, user_id=schedule.user_id, expected_due=schedule.next_due,
-        next_due=to_unix(following), send=send, local_date=local_date.isoformat(),
-        scheduled_at=schedule.next_due, closes_at=to_unix(closes), late=send and overdue > timedelta(minutes=2),
-    )
+    tz, at = ZoneInfo(schedule.timezone), parse_time(schedule.time_local)
+
+    def following(t: datetime) -> datetime:
+        return next_occurrence(t, at, tz, schedule.days).due_utc
+
+    plan = catch_up(from_unix(schedule.next_due), now, grace, following)
+    take = Take(guild_id=schedule.guild_id, user_id=schedule.user_id, expected_due=schedule.next_due,
+                next_due=to_unix(plan.next_due))
+    if plan.scheduled is not None:
+        take = Take(guild_id=schedule.guild_id, user_id=schedule.user_id, expected_due=schedule.next_due,
+                    next_due=to_unix(plan.next_due), local_date=plan.scheduled.astimezone(tz).date().isoformat(),
+                    scheduled_at=to_unix(plan.scheduled), late=plan.late,
+                    expires_at=to_unix(plan.scheduled + grace), closes_at=to_unix(following(plan.scheduled)))
+    if plan.missed:
+        log.warning("DM check-in for user %s in guild %s: %d missed by more than the grace window, skipped",
+                    schedule.user_id, schedule.guild_id, len(plan.missed))
+    return take, len(plan.missed)
 
 
-STALE_CLAIM = 120  # seconds: a claimed, unsent DM round older than this is taken over (its sender died)
-
-
-async def expire_claims(storage: Storage, now: datetime, grace: timedelta) -> int:
-    """Claims nobody sent that are now past the grace window: marked missed, never sent."""
-    expired = await storage.expire_dm_claims(stale_before=to_unix(now) - STALE_CLAIM, since=to_unix(now - grace))
-    if expired:
-        log.warning("%d DM check-ins were claimed but never sent and are past the grace window; skipped", expired)
-    return expired
-
-
-async def claim_due(storage: Storage, now: datetime, grace: timedelta, limit: int) -> tuple[list[DMRound], bool]:
-    """One step of the sender: take over stale claims, then claim up to `limit` due schedules.
-
-    Returns the DM rounds to send (oldest due first) and whether more may be waiting.
-    """
-    taken = await storage.take_stale_dm_claims(stale_before=to_unix(now) - STALE_CLAIM,
-                                               since=to_unix(now - grace), now=now, limit=limit)
-    for round_ in taken:
-        log.info("DM round %s (guild %s, user %s) was never confirmed sent; sending it now",
-                 round_.id, round_.guild_id, round_.user_id)
-    out = list(taken)
-    due = await storage.due_dm_schedules(to_unix(now), limit)
-    for schedule in due:
-        try:
-            claim = decide(schedule, now, grace)
-        except Exception:
-            log.exception("DM schedule of user %s in guild %s is broken; switched off",
-                          schedule.user_id, schedule.guild_id)
-            await storage.dm_off(schedule.guild_id, schedule.user_id, "broken_schedule", now)
-            continue
-        if not claim.send:
-            log.warning("DM check-in for user %s in guild %s on %s missed by more than the grace window; skipped",
-                        claim.user_id, claim.guild_id, claim.local_date)
-        round_ = await storage.claim_dm_round(claim, now)
-        if round_ is not None:
-            out.append(round_)
-    return out, len(due) == limit or len(taken) == limit
+async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int = 500) -> TakeReport:
+    """Take every due DM schedule into the outbox, a chunk per transaction."""
+    report = TakeReport()
+    while True:
+        due = await storage.due_dm_schedules(to_unix(now), limit)
+        takes: list[Take] = []
+        for schedule in due:
+            try:
+                take, missed = take_for(schedule, now, grace)
+            except Exception:
+                log.exception("DM schedule of user %s in guild %s is broken; switched off",
+                              schedule.user_id, schedule.guild_id)
+                await storage.break_schedule("dm", schedule.guild_id, schedule.user_id, "broken_schedule", now)
+                report.broken += 1
+                continue
+            report.missed += missed
+            report.late += int(take.late)
+            takes.append(take)
+        report.due += len(due)
+        report.queued += len(await storage.take_due("dm", takes, now))
+        if len(due) < limit:
+            return report
 
 
 def day_label(local_date: str) -> str:

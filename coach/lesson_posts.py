@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from coach.clock import from_unix
+from coach.clock import from_unix, to_unix
 from coach.errors import BadInput
+from coach.outbox import Take, TakeReport, catch_up
 from coach.schedule import next_occurrence, parse_time
 from coach.storage import Storage
 
@@ -15,7 +18,7 @@ DEFAULT_WEEKDAY = 0  # Monday
 DEFAULT_TIME = "10:00"
 REFLECTION_MAX = 1500
 DEPTH_POINTS = 2
-LATE_AFTER = timedelta(minutes=2)
+log = logging.getLogger("bounce.lessons")
 
 
 def next_lesson_at(after: datetime, at: time, tz: ZoneInfo, weekday: int) -> datetime:
@@ -25,24 +28,48 @@ def next_lesson_at(after: datetime, at: time, tz: ZoneInfo, weekday: int) -> dat
     return next_occurrence(after, at, tz, 1 << weekday).due_utc
 
 
-@dataclass(frozen=True)
-class LessonDue:
-    local_date: date
-    scheduled_at: datetime
-    next_due: datetime
-    post: bool  # False: missed by more than the grace window, skipped and logged
-    late: bool
-
-
-def lesson_due(schedule: Storage.LessonSchedule, now: datetime, grace: timedelta) -> LessonDue:
-    """What to do with a lesson schedule whose next_due has passed."""
+def take_for(schedule: Storage.LessonSchedule, now: datetime, grace: timedelta, lesson_id: str) -> tuple[Take, int]:
+    """The take of one due lesson schedule (raises when it can't be computed) and how many posts it skips:
+    after an outage of any length, the latest lesson time still inside `grace` posts once."""
     assert schedule.next_due is not None
-    tz = ZoneInfo(schedule.timezone)
-    scheduled = from_unix(schedule.next_due)
-    following = next_lesson_at(now, parse_time(schedule.time_local), tz, schedule.weekday)
-    overdue = now - scheduled
-    post = overdue <= grace
-    return LessonDue(scheduled.astimezone(tz).date(), scheduled, following, post, post and overdue > LATE_AFTER)
+    tz, at = ZoneInfo(schedule.timezone), parse_time(schedule.time_local)
+    plan = catch_up(from_unix(schedule.next_due), now, grace,
+                    lambda t: next_lesson_at(t, at, tz, schedule.weekday))
+    take = Take(guild_id=schedule.guild_id, expected_due=schedule.next_due, next_due=to_unix(plan.next_due))
+    if plan.scheduled is not None:
+        take = Take(guild_id=schedule.guild_id, expected_due=schedule.next_due, next_due=to_unix(plan.next_due),
+                    local_date=plan.scheduled.astimezone(tz).date().isoformat(),
+                    scheduled_at=to_unix(plan.scheduled), late=plan.late,
+                    expires_at=to_unix(plan.scheduled + grace), channel_id=schedule.channel_id, lesson_id=lesson_id)
+    if plan.missed:
+        log.warning("guild %s: %d lesson post(s) missed by more than the grace window, skipped",
+                    schedule.guild_id, len(plan.missed))
+    return take, len(plan.missed)
+
+
+async def take_due(storage: Storage, now: datetime, grace: timedelta,
+                   next_lesson: Callable[[int], Awaitable[str]], limit: int = 200) -> TakeReport:
+    """Take every due lesson schedule into the outbox; `next_lesson(guild_id)` names the lesson it posts."""
+    report = TakeReport()
+    while True:
+        due = await storage.due_lesson_schedules(to_unix(now), limit)
+        takes: list[Take] = []
+        for schedule in due:
+            try:
+                take, missed = take_for(schedule, now, grace, await next_lesson(schedule.guild_id))
+            except Exception:
+                log.exception("guild %s: its lesson schedule can't be computed; stopped until /coach lessons",
+                              schedule.guild_id)
+                await storage.break_schedule("lesson", schedule.guild_id, None, "broken_schedule", now)
+                report.broken += 1
+                continue
+            report.missed += missed
+            report.late += int(take.late)
+            takes.append(take)
+        report.due += len(due)
+        report.queued += len(await storage.take_due("lesson", takes, now))
+        if len(due) < limit:
+            return report
 
 
 def clean_reflection(text: str | None) -> str:

@@ -42,8 +42,9 @@ INTERACTION_LATENCY = Histogram(
     "allows 3 s).", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0), registry=REGISTRY)
 SEND_QUEUE = Gauge("bounce_send_queue_length", "Requests waiting for a slot in the global send budget.",
                    registry=REGISTRY)
-SCHEDULER_LAG = Gauge("bounce_scheduler_lag_seconds", "How long the oldest due schedule (round, DM round, lesson) "
-                      "has been waiting to be taken; 0 when nothing is overdue.", registry=REGISTRY)
+SCHEDULER_LAG = Gauge("bounce_scheduler_lag_seconds", "How long the oldest due post (round, DM round, lesson, "
+                      "recap) has been waiting, to be taken or in the outbox; 0 when nothing is overdue.",
+                      registry=REGISTRY)
 LAST_TICK_AGE = Gauge("bounce_scheduler_last_tick_age_seconds", "Seconds since the scheduler's last pass ended "
                       "(-1 before the first).", registry=REGISTRY)
 GATEWAY_LATENCY = Gauge("bounce_gateway_latency_seconds", "Heartbeat round trip to Discord's gateway, per shard.",
@@ -66,6 +67,9 @@ def error_code(error: Any) -> str:
     """A failure as a label: Discord's JSON error code, else http_<status>, else the reason given as a string."""
     if isinstance(error, str):
         return error.split(":")[0] or "unknown"
+    reason = getattr(error, "reason", None)  # the outbox's outcomes (coach.outbox.Outcome): decided before asking
+    if isinstance(reason, str):
+        return reason.split(":")[0] or "unknown"
     code = getattr(error, "code", 0)
     if code:
         return str(code)

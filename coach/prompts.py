@@ -37,7 +37,9 @@ SITUATIONS: tuple[str, ...] = (
     "finished",
     "unfinished",
     "skipped",
+    "skipped_run",
     "valley",
+    "welcome_back",
     "streak_3",
     "streak_7",
     "streak_30",
@@ -60,7 +62,10 @@ CHECKIN_PLACEHOLDERS: frozenset[str] = frozenset({"server"})
 #: Placeholders a situation's every line must use (the DM must say which server it is from).
 REQUIRED_PLACEHOLDERS: Mapping[str, frozenset[str]] = {"dm_round": frozenset({"server"})}
 
-MIN_CHECKIN_PROMPTS = 20
+#: A server never sees the same prompt twice within this many rounds (coach/voice.py), so at least one more
+#: prompt than that must exist.
+PROMPT_NO_REPEAT_ROUNDS = 30
+MIN_CHECKIN_PROMPTS = PROMPT_NO_REPEAT_ROUNDS + 1
 MAX_CHECKIN_CHARS = 300
 MIN_LINES = 6
 MIN_NO_PROJECT_LINES = 3
@@ -141,29 +146,40 @@ class Prompts:
         """The check-in prompt at ``index``, with ``{server}`` filled in."""
         return self.checkin[index % len(self.checkin)].format_map(_Values(server=server))
 
-    def reply(self, situation: str, rng: random.Random, **values: Any) -> str:
-        """A variant for ``situation``, filled in with ``values``.
-
-        ``values`` may only name :data:`PLACEHOLDERS`; a missing one renders as empty text.
-        When ``project`` is empty or None the ``lines_no_project`` variants are used (or, if a
-        situation has none, only the lines that don't mention the project).
-        Values are inserted as they are: the caller makes member-written text safe first.
-        """
+    def pool(self, situation: str, *, has_project: bool) -> tuple[str, tuple[str, ...]]:
+        """The lines ``situation`` chooses from, and the name of that list for rotations: ``situation`` itself,
+        or ``situation + ".np"`` for the ``lines_no_project`` used when no project is given (or, if a situation
+        has none, the lines that don't mention the project)."""
         try:
             lines = self.replies[situation]
         except KeyError:
             raise KeyError(f"unknown situation {situation!r}") from None
+        if has_project:
+            return situation, lines
+        no_project = self.replies_no_project.get(situation)
+        if no_project:
+            return f"{situation}.np", no_project
+        return situation, tuple(line for line in lines if "project" not in placeholders(line)) or lines
+
+    def fill(self, line: str, **values: Any) -> str:
+        """``line`` with ``values`` filled in. ``values`` may only name :data:`PLACEHOLDERS`; a missing one
+        renders as empty text. Values are inserted as they are: the caller makes member-written text safe first."""
         unknown = set(values) - PLACEHOLDERS
         if unknown:
             raise TypeError(f"unknown placeholder value(s): {', '.join(sorted(unknown))}")
-        if _is_blank(values.get("project")):
-            no_project = self.replies_no_project.get(situation)
-            if no_project:
-                lines = no_project
-            else:
-                lines = tuple(line for line in lines if "project" not in placeholders(line)) or lines
-        line = rng.choice(lines)
         return line.format_map(_Values({k: ("" if v is None else v) for k, v in values.items()}))
+
+    def reply(self, situation: str, rng: random.Random, **values: Any) -> str:
+        """A variant for ``situation`` chosen at random, without memory, filled in with ``values``.
+
+        The bot itself goes through :mod:`coach.voice`, which remembers what each member was told.
+        When ``project`` is empty or None the ``lines_no_project`` variants are used (see :meth:`pool`).
+        """
+        _key, lines = self.pool(situation, has_project=not _is_blank(values.get("project")))
+        unknown = set(values) - PLACEHOLDERS
+        if unknown:
+            raise TypeError(f"unknown placeholder value(s): {', '.join(sorted(unknown))}")
+        return self.fill(rng.choice(lines), **values)
 
 
 def load_prompts(directory: Path = DEFAULT_DIRECTORY) -> Prompts:

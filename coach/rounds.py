@@ -1,44 +1,71 @@
-"""Rounds: when a server's Accountability Check is due, and what to do about a due one."""
+"""Rounds: when a server's Accountability Check is due, and taking due rounds into the outbox."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from coach.clock import from_unix
+from coach.clock import from_unix, to_unix
+from coach.outbox import Take, TakeReport, catch_up
 from coach.schedule import next_occurrence, parse_time
-from coach.storage import GuildSettings
+from coach.storage import GuildSettings, Storage
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DueDecision:
-    guild: GuildSettings
-    local_date: date
-    scheduled_at: datetime
-    next_due: datetime
-    post: bool          # False: missed beyond the grace window, skipped and logged
-    late: bool
+log = logging.getLogger("bounce.rounds")
+CHUNK = 200  # schedules per take transaction: short enough that members' answers never wait long behind it
 
 
 def next_due_for(guild_time: str, timezone: str, days: int, after: datetime) -> datetime:
     return next_occurrence(after, parse_time(guild_time), ZoneInfo(timezone), days).due_utc
 
 
-def decide(guild: GuildSettings, now: datetime, grace: timedelta) -> DueDecision:
-    """What to do with a schedule whose next_due has passed."""
+def take_for(guild: GuildSettings, now: datetime, grace: timedelta) -> tuple[Take, int]:
+    """The take of one due server schedule (raises when the schedule can't be computed), and how many
+    occurrences it skips."""
     assert guild.next_due is not None
-    tz = ZoneInfo(guild.timezone)
-    scheduled = from_unix(guild.next_due)
-    local_date = scheduled.astimezone(tz).date()
-    following = next_occurrence(now, parse_time(guild.time_local), tz, guild.days).due_utc
-    overdue = now - scheduled
-    post = overdue <= grace
-    late = overdue > timedelta(minutes=2)
-    return DueDecision(guild, local_date, scheduled, following, post, late and post)
+    tz, at = ZoneInfo(guild.timezone), parse_time(guild.time_local)
+    plan = catch_up(from_unix(guild.next_due), now, grace,
+                    lambda t: next_occurrence(t, at, tz, guild.days).due_utc)
+    take = Take(guild_id=guild.guild_id, expected_due=guild.next_due, next_due=to_unix(plan.next_due))
+    if plan.scheduled is not None:
+        local_date = plan.scheduled.astimezone(tz).date()
+        take = Take(guild_id=guild.guild_id, expected_due=guild.next_due, next_due=to_unix(plan.next_due),
+                    local_date=local_date.isoformat(), scheduled_at=to_unix(plan.scheduled), late=plan.late,
+                    expires_at=to_unix(plan.scheduled + grace), channel_id=guild.channel_id)
+    if plan.missed:
+        log.warning("guild %s: %d round(s) missed by more than the grace window, skipped (oldest %s)",
+                    guild.guild_id, len(plan.missed), plan.missed[0].astimezone(tz).date())
+    return take, len(plan.missed)
+
+
+async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int = CHUNK) -> TakeReport:
+    """Take every due server schedule into the outbox, a chunk per transaction."""
+    report = TakeReport()
+    while True:
+        due = await storage.due_guilds(to_unix(now), limit)
+        takes: list[Take] = []
+        for guild in due:
+            try:
+                take, missed = take_for(guild, now, grace)
+            except Exception:
+                log.exception("guild %s: its schedule can't be computed (%s %s); paused until /coach setup",
+                              guild.guild_id, guild.time_local, guild.timezone)
+                await storage.break_schedule("round", guild.guild_id, None, "broken_schedule", now)
+                report.broken += 1
+                continue
+            report.missed += missed
+            report.late += int(take.late)
+            takes.append(take)
+        report.due += len(due)
+        report.queued += len(await storage.take_due("round", takes, now))
+        if len(due) < limit:
+            return report
+
+
+def manual_take(guild: GuildSettings, today: date, now: datetime, grace: timedelta) -> Take:
+    """/coach post-now: today's round, due now (the schedule is not touched)."""
+    return Take(guild_id=guild.guild_id, expected_due=0, next_due=0, local_date=today.isoformat(),
+                scheduled_at=to_unix(now), expires_at=to_unix(now + grace), channel_id=guild.channel_id)
 
 
 def nonce_for(kind: str, row_id: int) -> str:

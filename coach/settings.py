@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -29,6 +30,8 @@ class Settings(BaseSettings):
     tick_seconds: float = Field(default=20.0, gt=0, le=30)
     lessons_dir: Path = ROOT / "data" / "lessons"
     prompts_dir: Path = ROOT / "prompts"
+    instance_id: str = ""                                   # this process's name on outbox leases
+    outbox_lease_seconds: int = Field(default=60, ge=2, le=3600)
     web_port: int | None = Field(default=None, ge=0, le=65535)  # 0: any free port (tests)
     web_host: str = "127.0.0.1"
     web_base_url: str | None = None
@@ -70,6 +73,12 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be the page's public address starting with http:// or https://")
         return value.rstrip("/")
+
+    @property
+    def instance(self) -> str:
+        """Who holds this process's outbox leases. A restarted process takes its own leases back at once, so two
+        processes sharing one database need different INSTANCE_IDs (the default is the host name)."""
+        return self.instance_id or socket.gethostname()
 
     @property
     def database_path(self) -> Path:

@@ -9,13 +9,15 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from coach.board import recap_week
 from coach.clock import to_unix
+from coach.outbox import Job, Sent, Take, crashpoint
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -308,6 +310,12 @@ class Storage:
             (message_id, to_unix(now), round_id),
         )
 
+    async def set_round_prompt(self, round_id: int, prompt_index: int) -> Round:
+        """The round's prompt, chosen once: a retry keeps the first choice."""
+        await self.execute("UPDATE rounds SET prompt_index = ? WHERE id = ? AND prompt_index IS NULL",
+                           (prompt_index, round_id))
+        return await self.get_round(round_id)  # type: ignore[return-value]
+
     async def mark_round_failed(self, round_id: int, error: str) -> None:
         await self.execute("UPDATE rounds SET state = 'failed', error = ? WHERE id = ?", (error, round_id))
 
@@ -361,6 +369,221 @@ class Storage:
         counts.update({r[0]: r[1] for r in rows})
         return counts
 
+    # ------------------------------------------------------------ outbox (coach/outbox.py)
+
+    _JOB_COLS = "id, kind, ref_id, guild_id, due_at, expires_at, attempts, first_try_at, lease_until"
+
+    async def take_due(self, kind: str, takes: Sequence[Take], now: datetime) -> list[int]:
+        """Advance each due schedule (compare-and-set) and insert what it posts with its outbox row, all in
+        one transaction: a crash before COMMIT leaves the schedules due; after it, the outbox has the rows.
+        Returns the new outbox ids. A schedule another process advanced first is left alone."""
+        created: list[int] = []
+        ts = to_unix(now)
+        async with self.transaction() as db:
+            for take in takes:
+                if not await self._advance(db, kind, take):
+                    continue
+                if take.local_date is None:
+                    continue
+                ref = await self._insert_ref(db, kind, take, ts)
+                if ref is None:
+                    continue
+                created.append(await self._insert_job(db, kind, ref, take.guild_id, take.scheduled_at,
+                                                      take.expires_at, ts))
+            if created:
+                crashpoint("in_take")  # the crash tests: killed before COMMIT, nothing of this was taken
+        return created
+
+    async def take_manual_round(self, take: Take, now: datetime) -> int | None:
+        """/coach post-now: today's round and its outbox row (no schedule moves). None if today's exists."""
+        ts = to_unix(now)
+        async with self.transaction() as db:
+            ref = await self._insert_ref(db, "round", take, ts, manual=True)
+            if ref is None:
+                return None
+            return await self._insert_job(db, "round", ref, take.guild_id, take.scheduled_at, take.expires_at,
+                                          ts)
+
+    @staticmethod
+    async def _advance(db: aiosqlite.Connection, kind: str, take: Take) -> bool:
+        if kind == "round":
+            sql, args = ("UPDATE guild_settings SET next_due = ? WHERE guild_id = ? AND next_due = ?",
+                         (take.next_due, take.guild_id, take.expected_due))
+        elif kind == "lesson":
+            sql, args = ("UPDATE lesson_settings SET next_due = ? WHERE guild_id = ? AND next_due = ?",
+                         (take.next_due, take.guild_id, take.expected_due))
+        elif kind == "dm":
+            sql, args = ("UPDATE dm_schedules SET next_due = ? WHERE guild_id = ? AND user_id = ? AND next_due = ?",
+                         (take.next_due, take.guild_id, take.user_id, take.expected_due))
+        else:
+            raise ValueError(kind)
+        async with db.execute(sql, args) as cur:
+            return cur.rowcount == 1
+
+    @staticmethod
+    async def _insert_ref(db: aiosqlite.Connection, kind: str, take: Take, ts: int, *,
+                          manual: bool = False) -> int | None:
+        if kind == "round":
+            sql = ("INSERT INTO rounds (guild_id, local_date, scheduled_at, channel_id, state, late, manual, "
+                   "created_at) VALUES (?, ?, ?, ?, 'claimed', ?, ?, ?) "
+                   "ON CONFLICT (guild_id, local_date) DO NOTHING RETURNING id")
+            args: tuple = (take.guild_id, take.local_date, take.scheduled_at, take.channel_id, int(take.late),
+                           int(manual), ts)
+        elif kind == "lesson":
+            sql = ("INSERT INTO lesson_posts (guild_id, local_date, lesson_id, scheduled_at, channel_id, late, "
+                   "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, local_date) DO NOTHING "
+                   "RETURNING id")
+            args = (take.guild_id, take.local_date, take.lesson_id, take.scheduled_at, take.channel_id,
+                    int(take.late), ts)
+        elif kind == "dm":
+            sql = ("INSERT INTO dm_rounds (guild_id, user_id, local_date, scheduled_at, closes_at, late, "
+                   "created_at, claimed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                   "ON CONFLICT (guild_id, user_id, local_date) DO NOTHING RETURNING id")
+            args = (take.guild_id, take.user_id, take.local_date, take.scheduled_at, take.closes_at,
+                    int(take.late), ts, ts)
+        else:
+            raise ValueError(kind)
+        async with db.execute(sql, args) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    async def _insert_job(db: aiosqlite.Connection, kind: str, ref_id: int, guild_id: int, due_at: int,
+                          expires_at: int, ts: int) -> int:
+        async with db.execute(
+            "INSERT INTO outbox (kind, ref_id, guild_id, due_at, expires_at, next_try_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (kind, ref_id, guild_id, due_at, expires_at, due_at, ts),
+        ) as cur:
+            return (await cur.fetchone())[0]
+
+    async def lease_jobs(self, kind: str, owner: str, now: datetime, lease: int, limit: int,
+                         job_id: int | None = None) -> list[Job]:
+        """Lease up to `limit` ready rows of a kind, oldest due first: pending, not waiting out a backoff,
+        and not leased by anyone (or leased by someone whose lease ran out)."""
+        ts = to_unix(now)
+        pick = ("SELECT id FROM outbox WHERE id = ?4 AND state = 'pending' AND lease_until < ?1 LIMIT ?5" if job_id else
+                "SELECT id FROM outbox WHERE kind = ?4 AND state = 'pending' AND next_try_at <= ?1 "
+                "AND lease_until < ?1 ORDER BY due_at, id LIMIT ?5")
+        rows = await self.fetchall(
+            f"""UPDATE outbox SET lease_owner = ?2, lease_until = ?3, attempts = attempts + 1,
+                    first_try_at = COALESCE(first_try_at, ?1)
+                WHERE id IN ({pick}) AND state = 'pending' AND lease_until < ?1
+                RETURNING {self._JOB_COLS}""",
+            (ts, owner, ts + lease, job_id if job_id else kind, limit),
+        )
+        return sorted((Job(*r) for r in rows), key=lambda j: (j.due_at, j.id))
+
+    async def release_leases(self, owner: str) -> int:
+        """At start: rows this instance leased in its previous life (killed mid-post) are ready again."""
+        return await self.execute(
+            "UPDATE outbox SET lease_until = 0 WHERE lease_owner = ? AND state = 'pending' AND lease_until > 0",
+            (owner,))
+
+    async def retry_job(self, job: Job, next_try_at: int, reason: str) -> None:
+        await self.execute(
+            "UPDATE outbox SET next_try_at = ?, lease_until = 0, error = ? WHERE id = ? AND state = 'pending'",
+            (next_try_at, reason, job.id))
+
+    _FINISH_SQL: dict[tuple[str, str], tuple[str, ...]] = {
+        ("round", "done"): (
+            "UPDATE rounds SET state = 'posted', message_id = :message_id, posted_at = :now, error = NULL "
+            "WHERE id = :ref",
+            "UPDATE guild_settings SET last_error = NULL, last_error_at = NULL, error_told = 0 "
+            "WHERE guild_id = :guild AND last_error IS NOT NULL",
+        ),
+        ("round", "failed"): (
+            "UPDATE rounds SET state = CASE WHEN :reason = 'missed' THEN 'missed' ELSE 'failed' END, "
+            "error = :reason WHERE id = :ref",
+            "UPDATE guild_settings SET last_error = :reason, last_error_at = :now, error_told = 0 "
+            "WHERE guild_id = :guild AND :reason != 'missed'",
+        ),
+        ("dm", "done"): (
+            "UPDATE dm_rounds SET state = 'sent', channel_id = :channel_id, message_id = :message_id, "
+            "sent_at = :now, error = NULL WHERE id = :ref",
+        ),
+        ("dm", "skipped"): (
+            "UPDATE dm_rounds SET state = CASE WHEN :reason = 'answered' THEN 'answered' ELSE 'cancelled' END, "
+            "error = :reason WHERE id = :ref",
+        ),
+        ("dm", "failed"): ("UPDATE dm_rounds SET state = 'failed', error = :reason WHERE id = :ref",),
+        ("lesson", "done"): (
+            "UPDATE lesson_posts SET state = 'posted', message_id = :message_id, posted_at = :now, error = NULL "
+            "WHERE id = :ref",
+            "UPDATE lesson_settings SET last_error = NULL, last_error_at = NULL, error_told = 0 "
+            "WHERE guild_id = :guild AND last_error IS NOT NULL",
+        ),
+        ("lesson", "failed"): (
+            "UPDATE lesson_posts SET state = 'failed', error = :reason WHERE id = :ref",
+            "UPDATE lesson_settings SET last_error = :reason, last_error_at = :now, error_told = 0 "
+            "WHERE guild_id = :guild AND :reason != 'missed'",
+        ),
+        ("recap", "done"): (
+            "UPDATE recaps SET state = 'posted', channel_id = COALESCE(:channel_id, channel_id), "
+            "message_id = :message_id, error = NULL WHERE id = :ref",
+        ),
+        ("recap", "skipped"): ("UPDATE recaps SET state = 'empty', error = :reason WHERE id = :ref",),
+        ("recap", "failed"): ("UPDATE recaps SET state = 'failed', error = :reason WHERE id = :ref",),
+    }
+
+    async def finish_job(self, job: Job, state: str, now: datetime, *, sent: Sent | None = None,
+                         reason: str | None = None) -> bool:
+        """Record the outcome on the outbox row and on the kind's own row, in one transaction.
+        False when the row was finished already (another process took over and finished it)."""
+        values = {"ref": job.ref_id, "guild": job.guild_id, "now": to_unix(now), "reason": reason,
+                  "message_id": sent.message_id if sent else None, "channel_id": sent.channel_id if sent else None}
+        async with self.transaction() as db:
+            async with db.execute(
+                "UPDATE outbox SET state = ?, error = ?, finished_at = ?, lease_until = 0 "
+                "WHERE id = ? AND state = 'pending'",
+                (state, reason, values["now"], job.id),
+            ) as cur:
+                if cur.rowcount != 1:
+                    return False
+            for sql in self._FINISH_SQL.get((job.kind, state), ()):
+                await db.execute(sql, values)
+            if job.kind == "round" and state == "done":
+                await self._queue_recap(db, job, values["now"])
+        return True
+
+    async def _queue_recap(self, db: aiosqlite.Connection, job: Job, ts: int) -> None:
+        """With the first round posted in a week, the recap of the week before: queued in the transaction that
+        records the round, so it is neither lost nor doubled, and always comes after the round."""
+        async with db.execute("SELECT local_date, channel_id FROM rounds WHERE id = ?", (job.ref_id,)) as cur:
+            local_date, channel_id = await cur.fetchone()
+        week = recap_week(date.fromisoformat(local_date)).isoformat()
+        async with db.execute(
+            "INSERT INTO recaps (guild_id, week, state, channel_id, round_id, created_at) "
+            "VALUES (?, ?, 'claimed', ?, ?, ?) ON CONFLICT (guild_id, week) DO NOTHING RETURNING id",
+            (job.guild_id, week, channel_id, job.ref_id, ts),
+        ) as cur:
+            recap = await cur.fetchone()
+        if recap is not None:
+            await self._insert_job(db, "recap", recap[0], job.guild_id, ts, max(job.expires_at, ts + 3600), ts)
+
+    async def get_job(self, job_id: int) -> tuple[str, str | None] | None:
+        """(state, error) of an outbox row."""
+        row = await self.fetchone("SELECT state, error FROM outbox WHERE id = ?", (job_id,))
+        return (row[0], row[1]) if row else None
+
+    async def outbox_backlog(self) -> dict[str, int]:
+        """Pending rows per kind (for the operator's summary)."""
+        rows = await self.fetchall("SELECT kind, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY kind")
+        return {r[0]: r[1] for r in rows}
+
+    async def break_schedule(self, kind: str, guild_id: int, user_id: int | None, reason: str,
+                             now: datetime) -> None:
+        """A schedule that cannot be computed (e.g. a time zone a tzdata update removed): stop it, say why."""
+        ts = to_unix(now)
+        if kind == "round":
+            await self.execute("UPDATE guild_settings SET next_due = NULL, paused = 1, last_error = ?, "
+                               "last_error_at = ?, error_told = 0 WHERE guild_id = ?", (reason, ts, guild_id))
+        elif kind == "lesson":
+            await self.execute("UPDATE lesson_settings SET next_due = NULL, last_error = ?, last_error_at = ?, "
+                               "error_told = 0 WHERE guild_id = ?", (reason, ts, guild_id))
+        elif kind == "dm":
+            await self.dm_off(guild_id, user_id or 0, reason, now)
+
     # ------------------------------------------------------------ members
 
     async def touch_member(self, guild_id: int, user_id: int, display_name: str, now: datetime) -> None:
@@ -399,6 +622,26 @@ class Storage:
                 await db.execute("UPDATE members SET notice = NULL WHERE guild_id = ? AND user_id = ?",
                                  (guild_id, user_id))
         return row[0] if row else None
+
+    # ------------------------------------------------------------ voice: what the coach said
+
+    async def voice_memory(self, guild_id: int, user_id: int, key: str) -> str | None:
+        """The coach's memory for (server, member, key): a rotation's used line ids or a marker; None if unset."""
+        row = await self.fetchone("SELECT value FROM voice_memory WHERE guild_id = ? AND user_id = ? AND key = ?",
+                                  (guild_id, user_id, key))
+        return row[0] if row else None
+
+    async def swap_voice_memory(self, guild_id: int, user_id: int, key: str, expected: str | None,
+                                value: str) -> bool:
+        """Set the memory to `value` only if it still is `expected` (None: no row yet). False when another
+        process or task changed it first: read it again and choose again."""
+        if expected is None:
+            sql = ("INSERT INTO voice_memory (guild_id, user_id, key, value) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (guild_id, user_id, key) DO NOTHING")
+            return await self.execute(sql, (guild_id, user_id, key, value)) == 1
+        return await self.execute(
+            "UPDATE voice_memory SET value = ? WHERE guild_id = ? AND user_id = ? AND key = ? AND value = ?",
+            (value, guild_id, user_id, key, expected)) == 1
 
     # ------------------------------------------------------------ projects
 
@@ -791,7 +1034,7 @@ class Storage:
         return row[0]
 
     # ============================================================ DM check-ins (section: DM feature)
-    # Row classes live in this section (Storage.DMSchedule, Storage.DMRound, Storage.DMClaim) so the whole
+    # Row classes live in this section (Storage.DMSchedule, Storage.DMRound) so the whole
     # feature stays inside it; coach/dm.py re-exports them.
 
     @dataclass(frozen=True, slots=True)
@@ -820,23 +1063,11 @@ class Storage:
         message_id: int | None
         error: str | None
         sent_at: int | None
-
-    @dataclass(frozen=True, slots=True)
-    class DMClaim:
-        """A due DM schedule, decided: advance it from expected_due to next_due, and send or skip."""
-        guild_id: int
-        user_id: int
-        expected_due: int
-        next_due: int
-        send: bool
-        local_date: str
-        scheduled_at: int
-        closes_at: int
-        late: bool
+        round_id: int | None   # the server round this DM delivers (set when it is sent)
 
     _DM_SCHEDULE_COLS = ("guild_id, user_id, enabled, time_local, timezone, days, next_due, off_reason, off_at")
     _DM_ROUND_COLS = ("id, guild_id, user_id, local_date, scheduled_at, closes_at, state, late, channel_id, "
-                      "message_id, error, sent_at")
+                      "message_id, error, sent_at, round_id")
 
     async def get_dm_schedule(self, guild_id: int, user_id: int) -> DMSchedule | None:
         row = await self.fetchone(f"SELECT {self._DM_SCHEDULE_COLS} FROM dm_schedules WHERE guild_id = ? AND user_id = ?",
@@ -886,58 +1117,6 @@ class Storage:
         )
         return [self.DMSchedule(*r) for r in rows]
 
-    async def claim_dm_round(self, claim: Storage.DMClaim, now: datetime) -> Storage.DMRound | None:
-        """Take one due DM schedule: insert the DM round's unique row, then compare-and-set the next due.
-
-        No multi-statement transaction (the connection is shared): the row is inserted only while the
-        schedule still sits at `expected_due` and nobody else inserted it (UNIQUE); whoever inserted it sends
-        it. Then the schedule advances (CAS). A crash between the two leaves a claimed row that is taken over
-        later, and a schedule that advances on the next run without a second row. No row when the member
-        already answered that server for that date, or for `send=False` (missed beyond the grace window).
-        """
-        row = None
-        if claim.send:
-            ts = to_unix(now)
-            row = await self.fetchone(
-                f"""INSERT INTO dm_rounds (guild_id, user_id, local_date, scheduled_at, closes_at, late, created_at,
-                        claimed_at)
-                    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 FROM dm_schedules s
-                    WHERE s.guild_id = ?1 AND s.user_id = ?2 AND s.next_due = ?8
-                    AND NOT EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = ?2
-                                    AND c.local_date = ?3)
-                    ON CONFLICT (guild_id, user_id, local_date) DO NOTHING
-                    RETURNING {self._DM_ROUND_COLS}""",
-                (claim.guild_id, claim.user_id, claim.local_date, claim.scheduled_at, claim.closes_at,
-                 int(claim.late), ts, claim.expected_due),
-            )
-        await self.execute(
-            "UPDATE dm_schedules SET next_due = ? WHERE guild_id = ? AND user_id = ? AND next_due = ?",
-            (claim.next_due, claim.guild_id, claim.user_id, claim.expected_due),
-        )
-        return _row(self.DMRound, row)
-
-    async def take_stale_dm_claims(self, *, stale_before: int, since: int, now: datetime,
-                                   limit: int) -> list[Storage.DMRound]:
-        """Claimed DM rounds nobody confirmed sent for a while (a process stopped mid-send), scheduled within
-        the grace window: taken over atomically (compare-and-set on claimed_at), oldest due first."""
-        rows = await self.fetchall(
-            f"""UPDATE dm_rounds SET claimed_at = ?1
-                WHERE id IN (SELECT id FROM dm_rounds WHERE state = 'claimed' AND claimed_at < ?2
-                             AND scheduled_at >= ?3 ORDER BY scheduled_at, id LIMIT ?4)
-                AND state = 'claimed' AND claimed_at < ?2
-                RETURNING {self._DM_ROUND_COLS}""",
-            (to_unix(now), stale_before, since, limit),
-        )
-        return sorted((self.DMRound(*r) for r in rows), key=lambda r: (r.scheduled_at, r.id))
-
-    async def expire_dm_claims(self, *, stale_before: int, since: int) -> int:
-        """Stale claimed DM rounds scheduled before the grace window: never sent, marked missed."""
-        return await self.execute(
-            "UPDATE dm_rounds SET state = 'failed', error = 'missed' WHERE state = 'claimed' "
-            "AND claimed_at < ? AND scheduled_at < ?",
-            (stale_before, since),
-        )
-
     async def get_dm_round(self, dm_round_id: int) -> DMRound | None:
         return _row(self.DMRound, await self.fetchone(f"SELECT {self._DM_ROUND_COLS} FROM dm_rounds WHERE id = ?",
                                                  (dm_round_id,)))
@@ -949,27 +1128,39 @@ class Storage:
         )
         return _row(self.DMRound, row)
 
-    async def dm_precheck(self, dm_round: DMRound) -> str | None:
-        """Just before sending: why this DM should not go out now (None: send it)."""
+    async def dm_precheck(self, dm_round: DMRound) -> tuple[str | None, Round | None]:
+        """Just before sending: the server round the DM delivers, or why it should not go out (a reason).
+
+        A DM delivers the server's open round (its newest posted one), so an answer by DM counts for the same
+        date as an answer in the channel. No round open yet, or the member already answered it: no DM.
+        """
         row = await self.fetchone(
             """SELECT (SELECT enabled FROM dm_schedules WHERE guild_id = ?1 AND user_id = ?2),
                       (SELECT paused FROM guild_settings WHERE guild_id = ?1),
-                      EXISTS (SELECT 1 FROM checkins WHERE guild_id = ?1 AND user_id = ?2 AND local_date = ?3),
-                      (SELECT state FROM dm_rounds WHERE id = ?4)""",
-            (dm_round.guild_id, dm_round.user_id, dm_round.local_date, dm_round.id),
+                      (SELECT removed_at FROM guild_settings WHERE guild_id = ?1),
+                      (SELECT state FROM dm_rounds WHERE id = ?3)""",
+            (dm_round.guild_id, dm_round.user_id, dm_round.id),
         )
-        enabled, paused, answered, state = row
+        enabled, paused, removed, state = row
         if state != "claimed":
-            return "already_handled"
-        if answered:
-            return "answered"
+            return "already_handled", None
         if not enabled:
-            return "dms_off"
+            return "dms_off", None
         if paused is None:
-            return "no_checkin"
+            return "no_checkin", None
+        if removed is not None:
+            return "server_removed", None
         if paused:
-            return "server_paused"
-        return None
+            return "server_paused", None
+        open_round = await self.latest_round(dm_round.guild_id)
+        if open_round is None:
+            return "no_round", None
+        if await self.get_checkin(dm_round.guild_id, dm_round.user_id, open_round.local_date) is not None:
+            return "answered", open_round
+        return None, open_round
+
+    async def set_dm_round_target(self, dm_round_id: int, round_id: int) -> None:
+        await self.execute("UPDATE dm_rounds SET round_id = ? WHERE id = ?", (round_id, dm_round_id))
 
     async def mark_dm_sent(self, dm_round_id: int, channel_id: int, message_id: int, now: datetime) -> None:
         await self.execute(
@@ -1356,6 +1547,21 @@ class Storage:
         )
         return row[0] if row else None
 
+    @dataclass(frozen=True, slots=True)
+    class Recap:
+        id: int
+        guild_id: int
+        week: str
+        state: str
+        channel_id: int | None
+        message_id: int | None
+        round_id: int | None
+
+    async def get_recap(self, recap_id: int) -> Recap | None:
+        row = await self.fetchone("SELECT id, guild_id, week, state, channel_id, message_id, round_id FROM recaps "
+                                  "WHERE id = ?", (recap_id,))
+        return _row(self.Recap, row)
+
     async def has_recap(self, guild_id: int, week: str) -> bool:
         return await self.fetchone("SELECT 1 FROM recaps WHERE guild_id = ? AND week = ?",
                                    (guild_id, week)) is not None
@@ -1637,13 +1843,15 @@ class Storage:
                 raise StorageError(f"the database file {self.path} is gone or was replaced")
 
     async def overdue_since(self, now: int) -> int | None:
-        """The oldest due time of any schedule still waiting to be taken (round, DM round, lesson), if any."""
+        """The oldest due time of anything scheduled and not yet posted: a schedule still waiting to be taken
+        (round, DM round, lesson) or a post waiting in the outbox (including one backing off after a failure)."""
         row = await self.fetchone(
             """SELECT MIN(t) FROM (
                    SELECT MIN(next_due) AS t FROM guild_settings WHERE next_due IS NOT NULL AND next_due <= ?1
                    AND removed_at IS NULL
                    UNION ALL SELECT MIN(next_due) FROM dm_schedules WHERE next_due IS NOT NULL AND next_due <= ?1
-                   UNION ALL SELECT MIN(next_due) FROM lesson_settings WHERE next_due IS NOT NULL AND next_due <= ?1)""",
+                   UNION ALL SELECT MIN(next_due) FROM lesson_settings WHERE next_due IS NOT NULL AND next_due <= ?1
+                   UNION ALL SELECT MIN(due_at) FROM outbox WHERE state = 'pending' AND due_at <= ?1)""",
             (now,),
         )
         return row[0] if row else None

@@ -30,11 +30,19 @@ from cogs.common import reply
 if TYPE_CHECKING:
     from bot import BounceBot
 
-REQUIRED = ("view_channel", "send_messages", "embed_links")
-PERMISSION_NAMES = {"view_channel": "View Channel", "send_messages": "Send Messages", "embed_links": "Embed Links"}
+REQUIRED = ("view_channel", "send_messages", "embed_links", "read_message_history")
+PERMISSION_NAMES = {"view_channel": "View Channel", "send_messages": "Send Messages", "embed_links": "Embed Links",
+                    "read_message_history": "Read Message History"}
 ERROR_TEXT = {
     "missing_permission": "I couldn't post in <#{channel}>: I'm missing permission there. Give me View Channel, "
-                          "Send Messages and Embed Links in that channel, or pick another with `/coach setup`.",
+                          "Send Messages, Embed Links and Read Message History in that channel, or pick another "
+                          "with `/coach setup`.",
+    "missing_access": "I couldn't post in <#{channel}>: I can't see that channel. Give me View Channel there, or "
+                      "pick another with `/coach setup`.",
+    "gave_up": "Discord or the server was unreachable for the whole time the round could still go out, so "
+               "<#{channel}> didn't get it. Nothing to fix on your side; the next one comes as scheduled.",
+    "broken_schedule": "I couldn't work out the schedule any more (its time zone may have been retired), so "
+                       "scheduled posts are paused. Run `/coach setup` again to pick a time zone.",
     "channel_deleted": "The check-in channel <#{channel}> is gone. Pick a new one with `/coach setup`.",
     "discord_error": "Discord had trouble when I posted in <#{channel}>; I'll try again at the next round.",
 }

@@ -6,20 +6,23 @@ import asyncio
 import io
 import logging
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import board, metrics
-from coach.clock import to_unix
+from coach import board, voice
+from coach.clock import from_unix, to_unix
 from coach.errors import Conflict, NotAllowed
 from coach.heatmap import render_heatmap
+from coach.outbox import Job, Sent, Skip
+from coach.rounds import nonce_for
 from coach.storage import Round
 from coach.streaks import checkin_rate, compute_streak
 from coach.text import EMBED_FIELD_VALUE_MAX, cut, cut_block, escape_markdown, safe_name
 from cogs.common import NO_PINGS, ConfirmButton, confirm_view, confirmable, member_name, reply
+from cogs.outbox import find_in_history, postable_channel
 from cogs.pages import Pager, register, setup_pages
 
 if TYPE_CHECKING:
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bounce.board")
 EXPORT_BATCH = 2000
 PURGE_BATCH = 20
+RECAPS_IN_FLIGHT = 4
 COLOUR = discord.Colour.from_rgb(241, 196, 15)
 
 
@@ -121,6 +125,7 @@ class Board(commands.Cog):
     async def cog_load(self) -> None:
         setup_pages(self.bot)
         self.bot.add_dynamic_items(ConfirmButton)
+        self.bot.outbox.register("recap", self.deliver_recap, find=self.find_recap, in_flight=RECAPS_IN_FLIGHT)
 
     @property
     def storage(self):  # noqa: ANN201
@@ -259,44 +264,34 @@ class Board(commands.Cog):
 
     # ------------------------------------------------------------------ weekly recap
 
-    @commands.Cog.listener()
-    async def on_round_posted(self, round_: Round, settings: Any) -> None:
-        try:
-            await self.post_recap(round_)
-        except Exception:
-            log.exception("weekly recap for guild %s failed", round_.guild_id)
-
-    async def post_recap(self, round_: Round) -> bool:
-        """With the first round posted in a week, sum up the week before; once per server and week."""
-        storage, guild_id = self.storage, round_.guild_id
-        monday = board.recap_week(date.fromisoformat(round_.local_date))
-        sunday, week = monday + timedelta(days=6), monday.isoformat()
-        if await storage.has_recap(guild_id, week):
-            return False
+    async def deliver_recap(self, job: Job) -> Sent:
+        """The weekly recap queued with the first round posted in a week: the week before, summed up."""
+        recap = await self.storage.get_recap(job.ref_id)
+        round_ = await self.storage.get_round(recap.round_id) if recap and recap.round_id else None
+        if recap is None or round_ is None:
+            raise Skip("gone")
+        storage, guild_id = self.storage, recap.guild_id
+        monday = date.fromisoformat(recap.week)
+        sunday = monday + timedelta(days=6)
         held, answers, active = await storage.week_checkin_stats(
-            guild_id, week, sunday.isoformat(), (monday - timedelta(days=21)).isoformat())
+            guild_id, recap.week, sunday.isoformat(), (monday - timedelta(days=21)).isoformat())
         if held == 0:
-            await storage.claim_recap(guild_id, week, "empty", self.bot.clock.now())
-            return False
-        recap_id = await storage.claim_recap(guild_id, week, "claimed", self.bot.clock.now())
-        if recap_id is None:
-            return False
-        channel = self.bot.get_channel(round_.channel_id)
-        if not isinstance(channel, discord.abc.Messageable):
-            await storage.finish_recap(recap_id, "failed", round_.channel_id, None, "channel_deleted")
-            return False
+            raise Skip("empty")
+        channel = postable_channel(self.bot, guild_id, recap.channel_id or round_.channel_id)
         embed = await self.recap_embed(round_, monday, board.RecapStats(held, answers, active),
                                        getattr(getattr(channel, "guild", None), "name", "") or "the server")
-        try:
-            message = await channel.send(embed=embed, allowed_mentions=NO_PINGS)
-        except discord.HTTPException as exc:
-            metrics.post_failed("recap", exc)
-            log.warning("guild %s: weekly recap for %s not posted: %s", guild_id, week, exc)
-            await storage.finish_recap(recap_id, "failed", round_.channel_id, None, f"{exc.status}:{exc.code}")
-            return False
-        metrics.post_sent("recap")
-        await storage.finish_recap(recap_id, "posted", round_.channel_id, message.id, None)
-        return True
+        message = await channel.send(embed=embed, allowed_mentions=NO_PINGS, nonce=nonce_for("recap", recap.id))
+        return Sent(message.id, message.channel.id)
+
+    async def find_recap(self, job: Job) -> Sent | None:
+        """Past Discord's nonce window: did an earlier attempt post this recap? (Its title names the week.)"""
+        recap = await self.storage.get_recap(job.ref_id)
+        if recap is None or recap.channel_id is None or job.first_try_at is None or self.bot.user is None:
+            return None
+        title = f"Weekly recap · {board.week_label(date.fromisoformat(recap.week))}"
+        channel = postable_channel(self.bot, recap.guild_id, recap.channel_id)
+        return await find_in_history(channel, self.bot.user.id, from_unix(job.first_try_at),
+                                     lambda m: bool(m.embeds) and m.embeds[0].title == title)
 
     async def recap_embed(self, round_: Round, monday: date, stats: board.RecapStats, server: str) -> discord.Embed:
         storage, guild_id = self.storage, round_.guild_id
@@ -307,8 +302,8 @@ class Board(commands.Cog):
         streaks = await storage.current_streaks(guild_id, candidates, round_.local_date)
         top = sorted((s for s in streaks.items() if s[1] > 0), key=lambda s: (-s[1], s[0]))[:3]
         names = await storage.display_names(guild_id, [u for u, _ in top])
-        intro = self.bot.prompts.reply("recap_intro", self.bot.rng, server=safe_name(server, 60), member="",
-                                       project="", streak=0)
+        intro = await voice.say(storage, self.bot.prompts, self.bot.rng, "recap_intro", guild_id=guild_id,
+                                user_id=voice.SERVER, server=safe_name(server, 60), member="", project="", streak=0)
         embed = discord.Embed(title=f"Weekly recap · {board.week_label(monday)}", description=intro, colour=COLOUR)
         embed.add_field(name="Rounds held", value=str(stats.rounds))
         embed.add_field(name="Check-in rate", value=board.recap_rate_line(stats))
@@ -316,7 +311,7 @@ class Board(commands.Cog):
                  for p in finished]
         embed.add_field(name=f"Finished this week ({len(finished)})",
                         value=cut_block("\n".join(lines), EMBED_FIELD_VALUE_MAX) if lines else
-                        "Nothing bounced this week. One small finished thing next week changes that.", inline=False)
+                        "No projects finished this week. One small finished piece next week changes that.", inline=False)
         embed.add_field(name="Longest streaks", inline=False, value="\n".join(
             f"🔥 **{n}** · {name_of(names, u)}" for u, n in top) or "No streaks running yet. Next round starts one.")
         return embed

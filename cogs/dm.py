@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time as _time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
 
-from coach import dm, metrics
+from coach import dm, metrics, voice
 from coach.checkins import STATUS_LABELS
-from coach.clock import to_unix
+from coach.clock import from_unix, to_unix
 from coach.errors import BadInput, NotAllowed, NotFound
+from coach.outbox import Job, Retry, Sent, Skip, TakeReport
+from coach.pacer import Pacer
 from coach.rounds import nonce_for
 from coach.text import CONTENT_MAX, cut, cut_block, escape_markdown, safe_name
 from coach.textparse import parse_reply
 from cogs.common import NO_PINGS, bot_of, guarded, member_name, orphaned_form, reply, stateless
+from cogs.outbox import GuildUnavailable, find_in_history, has_custom_id_prefix
 from cogs.rounds import CODE_OF, CODES, AnswerForm, status_button
 
 if TYPE_CHECKING:
@@ -27,8 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bounce.dm")
 
-BATCH = 32               # due schedules claimed per step: claims stay just ahead of the paced sender
 WORKERS = 8              # DMs in flight at once; each waits for its slot in the global budget
+DM_OPEN_PER_SECOND = 2   # new DM channels opened per second, at most (Discord: 40003 when opened too fast)
 THROTTLE_SECONDS = 3.0   # a member's DM messages are answered at most once per this many seconds
 MODAL_ID = re.compile(r"bounce:dm:(?P<round>\d+):(?P<code>[fus]):\d+")
 
@@ -95,10 +98,7 @@ class DMs(commands.Cog):
         self.bot = bot
         self.throttle_seconds = THROTTLE_SECONDS
         self._last_reply: dict[int, float] = {}
-        self._queue: asyncio.Queue[dm.DMRound] = asyncio.Queue(maxsize=BATCH)
-        self._pump: asyncio.Task[None] | None = None
-        self._again = False
-        self._workers: list[asyncio.Task[None]] = []
+        self._open_pacer = Pacer(DM_OPEN_PER_SECOND)
         self._inflight: set[asyncio.Task[None]] = set()
 
     @property
@@ -107,115 +107,79 @@ class DMs(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(DMAnswerButton, DMPickButton)
-        self._workers = [asyncio.create_task(self._worker(), name=f"bounce-dm-{i}") for i in range(WORKERS)]
+        self.bot.outbox.register("dm", self.deliver, take=self.take, find=self.find, after=self.after,
+                                 in_flight=WORKERS)
 
     async def cog_unload(self) -> None:
-        """Stop taking work; let DMs already being sent finish (so they are marked sent), briefly."""
-        tasks = ([self._pump] if self._pump else []) + self._workers
-        for task in tasks:
+        for task in list(self._inflight):
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._inflight:
-            await asyncio.wait(self._inflight, timeout=5)
-
-    # ------------------------------------------------------------------ scheduled sending
-
-    async def run_due(self) -> None:
-        """Hand what is due to the paced sender (a background pump); returns at once."""
-        self._again = True  # a pump already running looks once more, with the clock as it is now
-        if self._pump is None or self._pump.done():
-            self._pump = asyncio.create_task(self._pump_due(), name="bounce-dm-pump")
 
     async def drain(self) -> None:
-        """Wait until everything due so far has been handled (tests, the benchmark, shutdown)."""
-        while self._pump is not None and not self._pump.done():
-            await asyncio.wait({self._pump})
-        await self._queue.join()
+        """Wait until everything due so far has been handled (tests, the benchmark)."""
+        await self.bot.outbox.drain()
 
-    async def _pump_due(self) -> None:
-        """Claim due DM schedules a small batch at a time, oldest due first, just ahead of the sender."""
-        try:
-            await dm.expire_claims(self.storage, self.bot.clock.now(), self.bot.grace)
-            more = True
-            while more or self._again:
-                self._again = False
-                rounds, more = await dm.claim_due(self.storage, self.bot.clock.now(), self.bot.grace, BATCH)
-                for round_ in rounds:
-                    await self._queue.put(round_)  # waits while the sender is BATCH behind
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("claiming due DM check-ins failed")
+    # ------------------------------------------------------------------ scheduled sending (through the outbox)
 
-    async def _worker(self) -> None:
-        while True:
-            round_ = await self._queue.get()
-            try:
-                task = asyncio.create_task(self._deliver_safely(round_))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
-                await asyncio.shield(task)
-            finally:
-                self._queue.task_done()
+    async def take(self, now: datetime) -> TakeReport:
+        return await dm.take_due(self.storage, now, self.bot.grace)
 
-    async def _deliver_safely(self, round_: dm.DMRound) -> None:
-        try:
-            await self.deliver(round_)
-        except Exception:
-            log.exception("DM round %s failed", round_.id)
-            with contextlib.suppress(Exception):
-                await self.storage.mark_dm_unsent(round_.id, "failed", "internal_error")
-
-    async def deliver(self, round_: dm.DMRound) -> discord.Message | None:
-        """Send one DM round: one request when the DM channel is stored. Never retried on 403/404."""
-        why = await self.storage.dm_precheck(round_)
-        if why is not None:
-            if why != "already_handled":
-                await self.storage.mark_dm_unsent(round_.id, "answered" if why == "answered" else "cancelled", why)
-            return None
+    async def deliver(self, job: Job) -> Sent:
+        """Send one DM round, delivering the server's open round: one request when the DM channel is stored."""
+        round_ = await self.storage.get_dm_round(job.ref_id)
+        if round_ is None:
+            raise Skip("gone")
+        why, target = await self.storage.dm_precheck(round_)
+        if why is not None or target is None:
+            raise Skip(why or "no_round")
         guild = self.bot.get_guild(round_.guild_id)
-        if guild is None:
-            log.warning("DM round %s: guild %s is not available; not sent", round_.id, round_.guild_id)
-            await self.storage.mark_dm_unsent(round_.id, "cancelled", "guild_unavailable")
-            return None
+        if guild is None or guild.unavailable:
+            raise GuildUnavailable()
+        await self.storage.set_dm_round_target(round_.id, target.id)
         server = safe_name(guild.name, 60)
         channel_id = await self.storage.get_dm_channel(round_.user_id)
+        if channel_id is None:
+            channel_id = await self.open_dm_channel(round_.user_id)
+        channel = self.bot.get_partial_messageable(channel_id, type=discord.ChannelType.private)
+        prompt = await voice.choose_dm_text(self.storage, self.bot.prompts, round_.guild_id, round_.user_id,
+                                            self.bot.rng, server=server)
+        content = cut_block(dm.round_text(prompt, server, target.local_date, round_.late), CONTENT_MAX)
         try:
-            if channel_id is None:
-                channel_id = await self.open_dm_channel(round_.user_id)
-            channel = self.bot.get_partial_messageable(channel_id, type=discord.ChannelType.private)
-            prompt = self.bot.prompts.reply("dm_round", self.bot.rng, server=server)
-            content = cut_block(dm.round_text(prompt, server, round_.local_date, round_.late), CONTENT_MAX)
-            message = await channel.send(content=content, view=stateless(round_view(round_.id)), allowed_mentions=NO_PINGS,
+            message = await channel.send(content=content, view=round_view(round_.id), allowed_mentions=NO_PINGS,
                                          nonce=nonce_for("dm", round_.id))
-        except discord.Forbidden as exc:
-            metrics.post_failed("dm", exc)
-            if exc.code == 50007:
-                await self.dms_closed(round_)
-            else:
-                log.warning("DM round %s: forbidden (%s); not retried", round_.id, exc.code)
-                await self.storage.mark_dm_unsent(round_.id, "failed", f"forbidden:{exc.code}")
-            return None
         except discord.NotFound as exc:
-            metrics.post_failed("dm", exc)
-            log.warning("DM round %s: DM channel not found (%s); forgetting it, not retried", round_.id, exc.code)
-            await self.storage.forget_dm_channel(round_.user_id)
-            await self.storage.mark_dm_unsent(round_.id, "failed", f"not_found:{exc.code}")
+            if exc.code == 10003:  # the stored DM channel is gone: open a new one on the retry
+                await self.storage.forget_dm_channel(round_.user_id)
+                raise Retry("dm_channel_gone") from exc
+            raise
+        return Sent(message.id, channel_id)
+
+    async def find(self, job: Job) -> Sent | None:
+        """Past Discord's nonce window: did an earlier attempt send this DM? (Its buttons carry the id.)"""
+        round_ = await self.storage.get_dm_round(job.ref_id)
+        channel_id = await self.storage.get_dm_channel(round_.user_id) if round_ else None
+        if round_ is None or channel_id is None or job.first_try_at is None or self.bot.user is None:
             return None
-        except discord.HTTPException as exc:
-            metrics.post_failed("dm", exc)
-            log.warning("DM round %s: Discord error %s; not retried", round_.id, exc.status)
-            await self.storage.mark_dm_unsent(round_.id, "failed", f"discord_error:{exc.status}")
-            return None
-        metrics.post_sent("dm")
-        await self.storage.mark_dm_sent(round_.id, channel_id, message.id, self.bot.clock.now())
-        return message
+        channel = self.bot.get_partial_messageable(channel_id, type=discord.ChannelType.private)
+        return await find_in_history(channel, self.bot.user.id, from_unix(job.first_try_at),
+                                     lambda m: has_custom_id_prefix(m, f"bounce:d:{job.ref_id}:"))
+
+    async def after(self, job: Job, state: str, sent: Sent | None, reason: str | None) -> None:
+        if state == "failed" and reason == "dms_closed":
+            round_ = await self.storage.get_dm_round(job.ref_id)
+            if round_ is not None:
+                await self.dms_closed(round_)
 
     async def open_dm_channel(self, user_id: int) -> int:
-        """The DM channel with a member: created once (one request), then stored."""
-        channel = await self.bot.create_dm(discord.Object(user_id))
+        """The DM channel with a member: created once (one request), then stored. Opening DMs with members the
+        bot never wrote to is paced on its own: Discord refuses (40003) and may quarantine bots that open many
+        at once."""
+        await self._open_pacer.wait()
+        try:
+            channel = await self.bot.create_dm(discord.Object(user_id))
+        except discord.HTTPException as exc:
+            if exc.code == 40003:
+                raise Retry("dm_open_rate_limited") from exc
+            raise
         await self.storage.set_dm_channel(user_id, channel.id, self.bot.clock.now())
         return channel.id
 
@@ -224,7 +188,6 @@ class DMs(commands.Cog):
         now = self.bot.clock.now()
         switched = await self.storage.dm_off_everywhere(round_.user_id, "dms_closed", now)
         metrics.dms_switched_off()
-        await self.storage.mark_dm_unsent(round_.id, "failed", "dms_closed")
         for guild_id in sorted(set(switched) | {round_.guild_id}):
             await self.storage.set_notice(guild_id, round_.user_id, dm.CLOSED_NOTICE)
         log.warning("user %s has DMs closed (50007): DM check-ins switched off in %d server(s)",

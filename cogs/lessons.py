@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from datetime import datetime
@@ -13,18 +12,19 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import lesson_posts, metrics
-from coach.clock import to_unix
+from coach import lesson_posts, voice
+from coach.clock import from_unix, to_unix
 from coach.errors import BadInput, NotFound
 from coach.lesson_posts import (
     DEFAULT_TIME,
     DEFAULT_WEEKDAY,
     DEPTH_POINTS,
     REFLECTION_MAX,
-    lesson_due,
     next_lesson_at,
+    take_due,
 )
 from coach.lessons import YOUR_TURN, Lesson
+from coach.outbox import Fail, Job, Sent, Skip, TakeReport
 from coach.rounds import nonce_for
 from coach.schedule import WEEKDAY_LONG, format_time, parse_time
 from coach.storage import Storage
@@ -43,8 +43,8 @@ from coach.text import (
 )
 from cogs.admin import missing_permissions
 from cogs.common import bot_of, guarded, member_name, orphaned_form, reply, stateless
+from cogs.outbox import find_in_history, has_custom_id_prefix, postable_channel
 from cogs.pages import PAGE_SIZE, Pager, register, setup_pages
-from cogs.rounds import PostFailed, classify
 
 if TYPE_CHECKING:
     from bot import BounceBot
@@ -62,6 +62,10 @@ ERROR_TEXT = {
     "channel_deleted": "The lesson channel <#{channel}> is gone, so the lesson wasn't posted. Pick a new one with "
                        "`/coach lessons`.",
     "lesson_missing": "A lesson I was about to post is no longer in the library; the next one goes out on schedule.",
+    "gave_up": "Discord or the server was unreachable for the whole time the lesson could still go out, so "
+               "<#{channel}> didn't get it. Nothing to fix on your side; the next one comes as scheduled.",
+    "broken_schedule": "I couldn't work out the lesson schedule any more (its time zone may have been retired). "
+                       "Run `/coach lessons` again to set it.",
     "discord_error": "Discord had trouble when I posted the lesson in <#{channel}>; I'll try again at the next "
                      "lesson time.",
 }
@@ -137,15 +141,11 @@ class Lessons(commands.Cog):
 
     def __init__(self, bot: BounceBot) -> None:
         self.bot = bot
-        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
-        self._resume_claims: list[Storage.LessonPost] = []
 
     async def cog_load(self) -> None:
         setup_pages(self.bot)
         self.bot.add_dynamic_items(ReflectButton)
-        since = to_unix(self.bot.clock.now() - self.bot.grace)
-        # Posts claimed but not confirmed when the last process stopped: post them (same nonce).
-        self._resume_claims = await self.storage.unfinished_lesson_claims(since)
+        self.bot.outbox.register("lesson", self.deliver, take=self.take, find=self.find_posted, in_flight=IN_FLIGHT)
 
     @property
     def storage(self) -> Storage:
@@ -187,68 +187,33 @@ class Lessons(commands.Cog):
 
     # ------------------------------------------------------------------ scheduled posting
 
-    async def run_due(self) -> int:
-        """Post every due lesson once, in chunks. Returns how many were posted."""
-        now = self.bot.clock.now()
-        claims, self._resume_claims = self._resume_claims, []
-        posted = 0
-        for claimed in claims:
-            posted += await self._deliver_safely(claimed)
-        while True:
-            due = await self.storage.due_lesson_schedules(to_unix(now), CHUNK)
-            if not due:
-                break
-            posted += sum(await asyncio.gather(*(self._take(schedule, now) for schedule in due)))
-            if len(due) < CHUNK:
-                break
-        return posted
+    async def take(self, now: datetime) -> TakeReport:
+        return await take_due(self.storage, now, self.bot.grace, self.next_lesson_id)
 
-    async def _take(self, schedule: Storage.LessonSchedule, now: datetime) -> int:
-        assert schedule.next_due is not None
-        decision = lesson_due(schedule, now, self.bot.grace)
-        advance = (schedule.next_due, to_unix(decision.next_due))
-        if not decision.post:
-            if await self.storage.advance_lesson_schedule(schedule.guild_id, *advance):
-                log.warning("guild %s: lesson for %s missed by more than the grace window; skipped",
-                            schedule.guild_id, decision.local_date)
-            return 0
-        latest = await self.storage.latest_lesson_post(schedule.guild_id)
-        lesson = self.bot.lessons.next_after(latest.lesson_id if latest else None)
-        claimed = await self.storage.claim_lesson_post(
-            guild_id=schedule.guild_id, local_date=decision.local_date.isoformat(), lesson_id=lesson.id,
-            scheduled_at=to_unix(decision.scheduled_at), channel_id=schedule.channel_id, late=decision.late,
-            now=now, advance=advance,
-        )
-        return 0 if claimed is None else await self._deliver_safely(claimed)
+    async def next_lesson_id(self, guild_id: int) -> str:
+        latest = await self.storage.latest_lesson_post(guild_id)
+        return self.bot.lessons.next_after(latest.lesson_id if latest else None).id
 
-    async def _deliver_safely(self, post: Storage.LessonPost) -> int:
-        try:
-            await self.deliver(post)
-            return 1
-        except PostFailed as exc:
-            metrics.post_failed("lesson", exc.__cause__ or exc.code)
-            log.warning("guild %s: lesson %s not posted: %s", post.guild_id, post.lesson_id, exc.code)
-            await self.storage.mark_lesson_failed(post.id, exc.code, self.bot.clock.now())
-            return 0
-
-    async def deliver(self, post: Storage.LessonPost) -> discord.Message:
+    async def deliver(self, job: Job) -> Sent:
+        post = await self.storage.get_lesson_post(job.ref_id)
+        if post is None:
+            raise Skip("gone")
         lesson = self.bot.lessons.get(post.lesson_id)
         if lesson is None:
-            raise PostFailed("lesson_missing")
-        channel = self.bot.guild_channel(post.guild_id, post.channel_id)
-        if not isinstance(channel, discord.abc.GuildChannel) or not isinstance(channel, discord.abc.Messageable):
-            raise PostFailed("channel_deleted")
-        if channel.guild.me is None or missing_permissions(channel, channel.guild.me):
-            raise PostFailed("missing_permission")  # known before asking: no 403 toward Discord's ban counter
-        async with self._in_flight:
-            try:
-                message = await channel.send(embed=lesson_embed(lesson), view=stateless(lesson_view(lesson.id)),
-                                             nonce=nonce_for("lesson", post.id))
-            except discord.HTTPException as exc:
-                raise PostFailed(classify(exc)) from exc
-        metrics.post_sent("lesson")
-        await self.storage.mark_lesson_posted(post.id, message.id, self.bot.clock.now())
-        return message
+            raise Fail("lesson_missing")
+        channel = postable_channel(self.bot, post.guild_id, post.channel_id)
+        message = await channel.send(embed=lesson_embed(lesson), view=stateless(lesson_view(lesson.id)),
+                                     nonce=nonce_for("lesson", post.id))
+        return Sent(message.id, message.channel.id)
+
+    async def find_posted(self, job: Job) -> Sent | None:
+        """Past Discord's nonce window: did an earlier attempt post this lesson? (Its Reflect button names it.)"""
+        post = await self.storage.get_lesson_post(job.ref_id)
+        if post is None or job.first_try_at is None or self.bot.user is None:
+            return None
+        channel = postable_channel(self.bot, post.guild_id, post.channel_id)
+        return await find_in_history(channel, self.bot.user.id, from_unix(job.first_try_at),
+                                     lambda m: has_custom_id_prefix(m, f"bounce:lr:{post.lesson_id}"))
 
     # ------------------------------------------------------------------ reading
 
@@ -349,7 +314,8 @@ class Lessons(commands.Cog):
         server = safe_name(interaction.guild.name if interaction.guild else "")
         title = escape_markdown(cut(lesson.title, 100))
         if done.awarded:
-            lines = [self.bot.prompts.reply("lesson_reflected", self.bot.rng, member=who, server=server)]
+            lines = [await voice.say(self.storage, self.bot.prompts, self.bot.rng, "lesson_reflected",
+                                     guild_id=guild_id, user_id=user.id, member=who, server=server)]
         elif done.created:
             lines = [f"Saved your reflection on **{title}**. The depth points for this lesson were already yours."]
         else:
@@ -357,7 +323,8 @@ class Lessons(commands.Cog):
                      f"the +{DEPTH_POINTS} came with your first one."]
         project = await self.storage.latest_active_project(guild_id, user.id)
         if project is not None:
-            lines.append(self.bot.prompts.reply("lesson_apply", self.bot.rng, member=who, server=server,
+            lines.append(await voice.say(self.storage, self.bot.prompts, self.bot.rng, "lesson_apply",
+                                         guild_id=guild_id, user_id=user.id, member=who, server=server,
                                                 project=escape_markdown(cut(project.name, 80))))
         lines.append(f"Only you can see what you wrote. Your depth points here: **{done.depth_points}**.")
         await self._answer(interaction, "\n".join(lines))

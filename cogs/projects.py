@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import metrics, projects
+from coach import metrics, projects, voice
 from coach.storage import Project
 from coach.text import safe_name, safe_title
 from cogs.common import member_name, reply
@@ -56,7 +56,9 @@ class Projects(commands.Cog):
         await self.bot.storage.touch_member(interaction.guild_id, interaction.user.id,
                                             member_name(interaction.user), now)
         created = await projects.start(self.bot.storage, interaction.guild_id, interaction.user.id, name, due, now)
-        coach_line = self.bot.prompts.reply("project_started", self.bot.rng, project=safe_title(created.name),
+        coach_line = await voice.say(self.bot.storage, self.bot.prompts, self.bot.rng, "project_started",
+                                     guild_id=interaction.guild_id, user_id=interaction.user.id,
+                                     project=safe_title(created.name),
                                             member=safe_name(member_name(interaction.user)), streak=0,
                                             server=safe_name(interaction.guild.name if interaction.guild else ""))
         extra = f" Deadline: **{due}**." if due else ""
@@ -78,7 +80,9 @@ class Projects(commands.Cog):
         who = safe_name(member_name(interaction.user))
         server = safe_name(interaction.guild.name if interaction.guild else "")
         outcome = await projects.finish(self.bot.storage, interaction.guild_id, interaction.user.id, name, now)
-        text = self.bot.prompts.reply("project_finished_reply", self.bot.rng, project=safe_title(outcome.project.name),
+        text = await voice.say(self.bot.storage, self.bot.prompts, self.bot.rng, "project_finished_reply",
+                               guild_id=interaction.guild_id, user_id=interaction.user.id,
+                               project=safe_title(outcome.project.name),
                                       member=who, streak=0, server=server)
         points = " (+5 points)" if outcome.points else ""
         await reply(interaction, f"**{safe_title(outcome.project.name)}** is finished{points}.\n{text}")
@@ -92,7 +96,8 @@ class Projects(commands.Cog):
         channel = self.bot.guild_channel(guild_id, guild.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return
-        text = self.bot.prompts.reply("project_finished_announce", self.bot.rng,
+        text = await voice.say(self.bot.storage, self.bot.prompts, self.bot.rng, "project_finished_announce",
+                               guild_id=guild_id, user_id=voice.SERVER,
                                       member=f"<@{user_id}>", project=safe_title(project.name),
                                       streak=0, server=server)
         try:
@@ -109,7 +114,9 @@ class Projects(commands.Cog):
         assert interaction.guild_id is not None
         dropped = await projects.drop(self.bot.storage, interaction.guild_id, interaction.user.id, name,
                                       self.bot.clock.now())
-        text = self.bot.prompts.reply("project_dropped", self.bot.rng, project=safe_title(dropped.name),
+        text = await voice.say(self.bot.storage, self.bot.prompts, self.bot.rng, "project_dropped",
+                               guild_id=interaction.guild_id, user_id=interaction.user.id,
+                               project=safe_title(dropped.name),
                                       member=safe_name(member_name(interaction.user)), streak=0,
                                       server=safe_name(interaction.guild.name if interaction.guild else ""))
         await reply(interaction, f"Dropped **{safe_title(dropped.name)}**.\n{text}")

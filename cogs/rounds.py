@@ -6,29 +6,31 @@ import asyncio
 import logging
 import re
 import time as _time
-from collections.abc import Coroutine
+from collections import OrderedDict
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import checkins, metrics
+from coach import checkins, rounds, voice
 from coach.checkins import STATUS_LABELS
-from coach.clock import from_unix, to_unix
+from coach.clock import from_unix
 from coach.errors import Conflict, NotFound
-from coach.rounds import decide, next_due_for, nonce_for
+from coach.outbox import Job, Sent, Skip, TakeReport
+from coach.rounds import next_due_for, nonce_for
 from coach.storage import GuildSettings, Round
 from coach.text import MODAL_TITLE_MAX, NOTE_MAX, PROJECT_NAME_MAX, cut, safe_name, safe_title, ts
 from cogs.common import NO_PINGS, bot_of, guarded, member_name, orphaned_form, reply, stateless
+from cogs.outbox import find_in_history, has_custom_id_prefix, postable_channel
 
 if TYPE_CHECKING:
     from bot import BounceBot
 
 log = logging.getLogger("bounce.rounds")
-CHUNK = 500
+TALLY_MEMORY = 1024  # rounds whose last tally edit time is remembered
 IN_FLIGHT = 16
 CODES = {"f": "finished", "u": "unfinished", "s": "skipped"}
 CODE_OF = {v: k for k, v in CODES.items()}
@@ -36,35 +38,8 @@ STYLES = {"finished": discord.ButtonStyle.success, "unfinished": discord.ButtonS
           "skipped": discord.ButtonStyle.secondary}
 EMOJI = {"finished": "✅", "unfinished": "🔸", "skipped": "⏸️"}
 TALLY_DELAY = 3.0
-T = TypeVar("T")
-
-
-async def bounded(jobs: list[Coroutine[Any, Any, T]], limit: int) -> list[T]:
-    """Run coroutines with at most `limit` in flight. Starting hundreds at once would make them all ready in the
-    same event-loop pass after each database answer, stalling the loop (measured: ~1 s per 500-round chunk)."""
-    pending = iter(jobs)
-    results: list[T] = []
-
-    async def worker() -> None:
-        for job in pending:
-            results.append(await job)
-
-    await asyncio.gather(*(worker() for _ in range(min(limit, len(jobs)))))
-    return results
-
-
-class PostFailed(Exception):
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-def classify(exc: discord.HTTPException) -> str:
-    if isinstance(exc, discord.NotFound) or exc.code == 10003:
-        return "channel_deleted"
-    if isinstance(exc, discord.Forbidden):
-        return "missing_permission"
-    return f"discord_error:{exc.status}"
+FOOTER = ("Finished means you did the piece of work you planned for today; a whole project is finished with "
+          "/project finish. Answering again edits your answer.")
 
 
 def day_label(local_date: str) -> str:
@@ -79,7 +54,7 @@ def round_embed(round_: Round, prompt: str, counts: dict[str, int], tz: str) -> 
     embed = discord.Embed(title=f"Accountability Check · {day_label(round_.local_date)}",
                           description=description, colour=discord.Colour.from_rgb(46, 204, 113))
     embed.add_field(name="So far", value=tally_line(counts), inline=False)
-    embed.set_footer(text="Tap how it went. Answering again just edits your answer.")
+    embed.set_footer(text=FOOTER)
     return embed
 
 
@@ -134,7 +109,7 @@ class AnswerForm(discord.ui.Modal):
                                             default=project, placeholder="e.g. Night Drive EP", custom_id="project")
         self.note = discord.ui.TextInput(
             label="What got in the way / next step (optional)", style=discord.TextStyle.paragraph, custom_id="note",
-            required=False, max_length=NOTE_MAX, placeholder="One honest line is plenty.",
+            required=False, max_length=NOTE_MAX, placeholder="One line is plenty.",
         )
         self.add_item(self.project)
         self.add_item(self.note)
@@ -155,14 +130,11 @@ class Rounds(commands.Cog):
         self.tally_delay = TALLY_DELAY
         self._tally_pending: dict[int, asyncio.Task[None]] = {}
         self._tally_tasks: set[asyncio.Task[None]] = set()
-        self._tally_last: dict[int, float] = {}
-        self._resume_claims: list[Round] = []
+        self._tally_last: OrderedDict[int, float] = OrderedDict()  # bounded: the newest TALLY_MEMORY rounds
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(AnswerButton)
-        since = to_unix(self.bot.clock.now() - self.bot.grace)
-        # Rounds claimed but not confirmed posted when the last process stopped: post them (same nonce).
-        self._resume_claims = await self.bot.storage.unfinished_claims(since)
+        self.bot.outbox.register("round", self.deliver, take=self.take, find=self.find, in_flight=IN_FLIGHT)
 
     async def cog_unload(self) -> None:
         for task in list(self._tally_tasks):
@@ -172,103 +144,67 @@ class Rounds(commands.Cog):
     def storage(self):  # noqa: ANN201
         return self.bot.storage
 
-    # ------------------------------------------------------------------ scheduled posting
+    # ------------------------------------------------------------------ scheduled posting (through the outbox)
 
-    async def run_due(self) -> int:
-        """Take what is due, in chunks; post each round once. Returns how many were posted."""
-        now = self.bot.clock.now()
-        posted = 0
-        for claimed in self._resume_claims:
-            guild = await self.storage.get_guild(claimed.guild_id)
-            if guild is not None:
-                posted += await self._deliver_safely(claimed, guild)
-        self._resume_claims = []
-        while True:
-            due = await self.storage.due_guilds(to_unix(now), CHUNK)
-            if not due:
-                break
-            jobs = []
-            for guild in due:
-                decision = decide(guild, now, self.bot.grace)
-                if not await self.storage.advance_guild(guild.guild_id, guild.next_due, to_unix(decision.next_due)):
-                    continue  # another process took it
-                if not decision.post:
-                    log.warning("guild %s: round for %s missed by more than the grace window; skipped",
-                                guild.guild_id, decision.local_date)
-                    continue
-                jobs.append(self._claim_and_post(guild, decision.local_date, decision.scheduled_at,
-                                                 decision.late, manual=False))
-            results = await bounded(jobs, IN_FLIGHT)
-            posted += sum(1 for r in results if r is not None and r.state == "posted")
-            if len(due) < CHUNK:
-                break
-        return posted
+    async def take(self, now: datetime) -> TakeReport:
+        return await rounds.take_due(self.storage, now, self.bot.grace)
 
-    async def _claim_and_post(self, guild: GuildSettings, local_date: date, scheduled_at: datetime, late: bool,
-                              *, manual: bool) -> Round | None:
-        recent = await self.storage.recent_prompt_indices(guild.guild_id, 5)
-        index = self.bot.prompts.checkin_prompt(list(reversed(recent)), self.bot.rng)
-        claimed = await self.storage.claim_round(
-            guild_id=guild.guild_id, local_date=local_date.isoformat(), scheduled_at=to_unix(scheduled_at),
-            channel_id=guild.channel_id, prompt_index=index, late=late, manual=manual, now=self.bot.clock.now(),
-        )
-        if claimed is None:
-            return None
-        await self._deliver_safely(claimed, guild)
-        return await self.storage.get_round(claimed.id)
-
-    async def _deliver_safely(self, round_: Round, guild: GuildSettings) -> int:
-        try:
-            await self.deliver(round_, guild)
-            return 1
-        except PostFailed as exc:
-            metrics.post_failed("round", exc.__cause__ or exc.code)
-            log.warning("guild %s: round %s not posted: %s", guild.guild_id, round_.local_date, exc.code)
-            await self.storage.mark_round_failed(round_.id, exc.code)
-            await self.storage.record_guild_error(guild.guild_id, exc.code, self.bot.clock.now())
-            return 0
-
-    def prompt_text(self, round_: Round, guild_name: str) -> str:
-        return self.bot.prompts.checkin_text(round_.prompt_index or 0, server=safe_name(guild_name, 60))
-
-    async def deliver(self, round_: Round, guild: GuildSettings) -> discord.Message:
-        channel = self.bot.guild_channel(round_.guild_id, round_.channel_id)
-        if not isinstance(channel, discord.abc.Messageable):
-            raise PostFailed("channel_deleted")
+    async def deliver(self, job: Job) -> Sent:
+        round_ = await self.storage.get_round(job.ref_id)
+        guild = await self.storage.get_guild(job.guild_id)
+        if round_ is None or guild is None:
+            raise Skip("gone")  # the server's data was deleted meanwhile
+        channel = postable_channel(self.bot, round_.guild_id, round_.channel_id)
+        if round_.prompt_index is None:
+            index = await voice.choose_prompt(self.storage, self.bot.prompts, guild.guild_id, self.bot.rng)
+            round_ = await self.storage.set_round_prompt(round_.id, index)
         server = getattr(getattr(channel, "guild", None), "name", "") or "your server"
         embed = round_embed(round_, self.prompt_text(round_, server), {}, guild.timezone)
         content, mentions = None, NO_PINGS
         if guild.role_id:
             content = f"<@&{guild.role_id}>"
             mentions = discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(guild.role_id)])
-        try:
-            message = await channel.send(content=content, embed=embed, view=stateless(round_view(round_.id)),
-                                         allowed_mentions=mentions, nonce=nonce_for("round", round_.id))
-        except discord.HTTPException as exc:
-            raise PostFailed(classify(exc)) from exc
-        metrics.post_sent("round")
-        await self.storage.mark_round_posted(round_.id, message.id, self.bot.clock.now())
-        self.bot.dispatch("round_posted", round_, guild)  # e.g. the weekly recap (cogs/board.py)
-        await self.storage.record_guild_error(guild.guild_id, None, self.bot.clock.now())
-        return message
+        message = await channel.send(content=content, embed=embed, view=stateless(round_view(round_.id)),
+                                     allowed_mentions=mentions, nonce=nonce_for("round", round_.id))
+        return Sent(message.id, message.channel.id)
+
+    async def find(self, job: Job) -> Sent | None:
+        """Past Discord's nonce window: did an earlier attempt post this round? (Its buttons carry the id.)"""
+        assert self.bot.user is not None and job.first_try_at is not None
+        channel = postable_channel(self.bot, job.guild_id, (await self.storage.get_round(job.ref_id)).channel_id)
+        return await find_in_history(channel, self.bot.user.id, from_unix(job.first_try_at),
+                                     lambda m: has_custom_id_prefix(m, f"bounce:a:{job.ref_id}:"))
+
+    def prompt_text(self, round_: Round, guild_name: str) -> str:
+        return self.bot.prompts.checkin_text(round_.prompt_index or 0, server=safe_name(guild_name, 60))
 
     async def post_today(self, guild: GuildSettings) -> str:
         """/coach post-now: today's round if there is none yet. Never shifts the schedule."""
         now = self.bot.clock.now()
         today = now.astimezone(ZoneInfo(guild.timezone)).date()
         existing = await self.storage.round_on(guild.guild_id, today.isoformat())
-        if existing is not None:
+        job_id = None
+        if existing is None:
+            job_id = await self.storage.take_manual_round(rounds.manual_take(guild, today, now, self.bot.grace), now)
+            existing = await self.storage.round_on(guild.guild_id, today.isoformat())
+        if job_id is None and existing is not None:
             if existing.state == "posted" and existing.message_id:
                 link = f"https://discord.com/channels/{guild.guild_id}/{existing.channel_id}/{existing.message_id}"
                 return f"Today's round is already up: {link}. There's only ever one per day."
+            if existing.state == "claimed":
+                return "Today's round is on its way to the channel right now. There's only ever one per day."
             return ("Today's round was already attempted and couldn't be posted "
                     f"({existing.error or 'unknown problem'}); fix that and it'll run at the next scheduled time.")
-        result = await self._claim_and_post(guild, today, now, late=False, manual=True)
-        if result is None or result.state != "posted":
+        assert job_id is not None
+        state, reason = await self.bot.outbox.run_now(job_id)
+        self.bot.outbox.wake()  # e.g. the weekly recap queued with it
+        if state != "done":
             from cogs.admin import error_sentence
 
-            return "I couldn't post it. " + error_sentence(result.error if result else "discord_error",
-                                                          guild.channel_id)
+            if state == "pending":
+                return ("Discord didn't answer just now; I'll keep trying to post today's round in "
+                        f"<#{guild.channel_id}> for the next few hours.")
+            return "I couldn't post it. " + error_sentence(reason or "discord_error", guild.channel_id)
         return f"Posted today's round in <#{guild.channel_id}>. The regular schedule carries on as before."
 
     # ------------------------------------------------------------------ answering
@@ -358,6 +294,9 @@ class Rounds(commands.Cog):
         try:
             await asyncio.sleep(delay)
             self._tally_last[round_.id] = _time.monotonic()
+            self._tally_last.move_to_end(round_.id)
+            while len(self._tally_last) > TALLY_MEMORY:
+                self._tally_last.popitem(last=False)
             del self._tally_pending[round_.id]
             counts = await self.storage.tally(round_.id)
             guild = await self.storage.get_guild(round_.guild_id)

@@ -103,8 +103,10 @@ async def points(h: Harness, guild: int, user: int) -> int:
 
 @pytest.fixture
 async def studio(running: Harness) -> Harness:
-    """A server with its channel check-in at 20:00 Berlin; DM replies not throttled unless a test says so."""
+    """A server with its channel check-in at 20:00 Berlin and today's round open (a DM delivers the server's
+    open round); DM replies not throttled unless a test says so."""
     await running.setup_checkin("20:00", "Europe/Berlin")
+    await (await running.slash(running.studio.admin, "coach post-now")).wait_text()
     cog(running).throttle_seconds = 0
     return running
 
@@ -121,28 +123,34 @@ def schedule(time: str, tz: str, due: datetime, days: int = EVERY_DAY) -> dm.DMS
     ("Europe/Berlin", "20:00", utc(2026, 3, 28, 19), utc(2026, 3, 29, 18)),    # CET -> CEST
     ("Europe/Berlin", "02:30", utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1)),  # 02:30 doesn't exist: 03:00
 ])
-def test_decide_keeps_the_wall_clock_across_dst(tz: str, time: str, due: datetime, closes: datetime) -> None:
-    claim = dm.decide(schedule(time, tz, due), due + timedelta(seconds=5), timedelta(hours=3))
-    assert claim.send and not claim.late
-    assert from_unix(claim.closes_at) == closes and from_unix(claim.next_due) == closes
-    assert claim.local_date == due.astimezone(ZoneInfo(tz)).date().isoformat()
+def test_take_keeps_the_wall_clock_across_dst(tz: str, time: str, due: datetime, closes: datetime) -> None:
+    take, missed = dm.take_for(schedule(time, tz, due), due + timedelta(seconds=5), timedelta(hours=3))
+    assert take.local_date is not None and not take.late and missed == 0
+    assert from_unix(take.closes_at) == closes and from_unix(take.next_due) == closes
+    assert take.local_date == due.astimezone(ZoneInfo(tz)).date().isoformat()
 
 
-def test_decide_late_within_grace_and_skip_beyond() -> None:
+def test_take_late_within_grace_and_the_latest_after_a_long_outage() -> None:
     due = utc(2026, 3, 2, 19)
-    late = dm.decide(schedule("20:00", "Europe/Berlin", due), due + timedelta(hours=2), timedelta(hours=3))
-    assert late.send and late.late and from_unix(late.next_due) == utc(2026, 3, 3, 19)
-    old = dm.decide(schedule("20:00", "Europe/Berlin", due), due + timedelta(days=2, hours=1), timedelta(hours=3))
-    assert not old.send and from_unix(old.next_due) == utc(2026, 3, 5, 19)
-    weekdays = dm.decide(schedule("20:00", "Europe/Berlin", utc(2026, 3, 6, 19), WEEKDAYS), utc(2026, 3, 6, 19),
-                         timedelta(hours=3))
+    late, _ = dm.take_for(schedule("20:00", "Europe/Berlin", due), due + timedelta(hours=2), timedelta(hours=3))
+    assert late.local_date == "2026-03-02" and late.late and from_unix(late.next_due) == utc(2026, 3, 3, 19)
+    # Down two days: the DM of the day before yesterday and yesterday are skipped; today's, one hour old, goes.
+    latest, missed = dm.take_for(schedule("20:00", "Europe/Berlin", due), due + timedelta(days=2, hours=1),
+                                 timedelta(hours=3))
+    assert latest.local_date == "2026-03-04" and latest.late and missed == 2
+    assert from_unix(latest.next_due) == utc(2026, 3, 5, 19)
+    old, missed = dm.take_for(schedule("20:00", "Europe/Berlin", due), due + timedelta(days=2, hours=4),
+                              timedelta(hours=3))
+    assert old.local_date is None and missed == 3 and from_unix(old.next_due) == utc(2026, 3, 5, 19)
+    weekdays, _ = dm.take_for(schedule("20:00", "Europe/Berlin", utc(2026, 3, 6, 19), WEEKDAYS),
+                              utc(2026, 3, 6, 19), timedelta(hours=3))
     assert from_unix(weekdays.closes_at) == utc(2026, 3, 9, 19)  # Friday's DM stays open over the weekend
 
 
 def test_check_open() -> None:
     now = utc(2026, 3, 2, 20)
     sent = dm.DMRound(1, 10, 7, "2026-03-02", to_unix(now), to_unix(now + timedelta(days=1)), "sent", False, 1, 1,
-                      None, 1)
+                      None, 1, None)
     assert dm.check_open(sent, 7, now) is sent
     with pytest.raises(dm.NotAllowed):
         dm.check_open(sent, 8, now)
@@ -154,7 +162,7 @@ def test_check_open() -> None:
 
 def test_pick_target() -> None:
     def r(i: int, guild: int) -> dm.DMRound:
-        return dm.DMRound(i, guild, 7, "2026-03-02", 100 + i, 10**10, "sent", False, 1, 1, None, 1)
+        return dm.DMRound(i, guild, 7, "2026-03-02", 100 + i, 10**10, "sent", False, 1, 1, None, 1, None)
 
     assert dm.pick_target([]).round is None and dm.pick_target([]).choices == ()
     assert dm.pick_target([dm.OpenRound(r(1, 10), True)]).round.id == 1
@@ -261,6 +269,7 @@ async def test_dm_arrives_at_local_time_across_dst(harness: Harness, tz: str, ti
     harness.clock.set(start)
     await harness.start()
     await harness.setup_checkin("20:00", "Europe/Berlin")
+    await (await harness.slash(harness.studio.admin, "coach post-now")).wait_text()
     alice = harness.studio.alice
     await dm_on(harness, alice, time, tz)
     for n, due in enumerate(dues, start=1):
@@ -290,7 +299,8 @@ async def test_no_dm_when_the_channel_round_was_answered(studio: Harness) -> Non
     await at(h, utc(2026, 3, 2, 20, 0, 5))
     assert posts_to_dm(h, alice) == []
     assert len(dm_rounds(h, bob)) == 1
-    assert await h.bot.storage.dm_round_on(h.studio.guild, alice, "2026-03-02") is None
+    skipped = await h.bot.storage.dm_round_on(h.studio.guild, alice, "2026-03-02")
+    assert skipped is None or skipped.state == "answered"
     assert await points(h, h.studio.guild, alice) == 1
 
 
@@ -378,6 +388,7 @@ async def test_reply_with_several_servers_open_asks_which(studio: Harness) -> No
     admin = await fake.slash(other.guild, other.channel, other.admin, "coach setup",
                              {"channel": other.channel, "time": "19:00", "timezone": "Europe/Berlin"})
     await admin.wait_text()
+    await (await fake.slash(other.guild, other.channel, other.admin, "coach post-now")).wait_text()
     await dm_on(h, alice, "21:00", "Europe/Berlin")
     await dm_on(h, alice, "21:00", "Europe/Berlin", guild=other.guild, channel=other.channel)
     await at(h, utc(2026, 3, 2, 20, 0, 5))
@@ -501,36 +512,39 @@ async def test_a_claim_left_by_a_dead_process_is_sent_once(studio: Harness) -> N
     storage = h.bot.storage
     due = utc(2026, 3, 2, 20)
     h.clock.set(due + timedelta(seconds=3))
-    # Another process took the schedule and died before sending.
+    # Another process took the schedule into the outbox, leased the DM and died before sending.
     [sched] = await storage.due_dm_schedules(to_unix(h.clock.now()), 10)
-    claimed = await storage.claim_dm_round(dm.decide(sched, h.clock.now(), h.bot.grace), h.clock.now())
-    assert claimed is not None and claimed.state == "claimed"
-    await at(h, due + timedelta(seconds=30))  # too fresh to take over: it may still be sending
+    take, _ = dm.take_for(sched, h.clock.now(), h.bot.grace)
+    [job_id] = await storage.take_due("dm", [take], h.clock.now())
+    [job] = await storage.lease_jobs("dm", "other-host", h.clock.now(), 60, 10)
+    await at(h, due + timedelta(seconds=30))  # its lease still runs: it may still be sending
     assert posts_to_dm(h, alice) == []
     await h.restart()
-    await at(h, due + timedelta(minutes=3))
+    await at(h, due + timedelta(minutes=3))  # the lease ran out: taken over
     await at(h, due + timedelta(minutes=4))
     assert len(posts_to_dm(h, alice)) == 1
-    assert (await h.bot.storage.get_dm_round(claimed.id)).state == "sent"
+    assert (await h.bot.storage.get_dm_round(job.ref_id)).state == "sent"
+    assert await h.bot.storage.get_job(job_id) == ("done", None)
 
 
 async def test_two_processes_on_one_database_send_once(studio: Harness) -> None:
-    """The compare-and-set on next_due and the unique row: a second claimer gets nothing."""
+    """The compare-and-set on next_due and the unique row, in one transaction: a second taker gets nothing."""
     h = studio
     await dm_on(h, h.studio.alice, "21:00", "Europe/Berlin")
     now = utc(2026, 3, 2, 20, 0, 5)
     [sched] = await h.bot.storage.due_dm_schedules(to_unix(now), 10)
-    claim = dm.decide(sched, now, h.bot.grace)
-    first, second = await asyncio.gather(h.bot.storage.claim_dm_round(claim, now),
-                                         h.bot.storage.claim_dm_round(claim, now))
-    assert (first is None) != (second is None)
-    assert await h.bot.storage.claim_dm_round(claim, now) is None
+    take, _ = dm.take_for(sched, now, h.bot.grace)
+    first, second = await asyncio.gather(h.bot.storage.take_due("dm", [take], now),
+                                         h.bot.storage.take_due("dm", [take], now))
+    assert sorted([len(first), len(second)]) == [0, 1]
+    assert await h.bot.storage.take_due("dm", [take], now) == []
 
 
 def test_fixed_clock_is_used() -> None:
     clock = FixedClock(utc(2026, 3, 2, 12))
-    assert dm.decide(schedule("13:00", "UTC", utc(2026, 3, 2, 13)), clock.now() + timedelta(hours=1),
-                     timedelta(hours=3)).send
+    take, _ = dm.take_for(schedule("13:00", "UTC", utc(2026, 3, 2, 13)), clock.now() + timedelta(hours=1),
+                          timedelta(hours=3))
+    assert take.local_date == "2026-03-02"
     assert parse_reply("done").confident
 
 
@@ -579,6 +593,7 @@ async def test_a_server_name_in_a_dm_cannot_ping(running: Harness) -> None:
     await fake.sync()
     await (await fake.slash(loud.guild, loud.channel, loud.admin, "coach setup",
                             {"channel": loud.channel, "time": "20:00", "timezone": "UTC"})).wait_text()
+    await (await fake.slash(loud.guild, loud.channel, loud.admin, "coach post-now")).wait_text()
     await dm_on(h, alice, "21:00", "UTC", guild=loud.guild, channel=loud.channel)
     await at(h, utc(2026, 3, 2, 21, 0, 5))
     [message] = dm_rounds(h, alice)

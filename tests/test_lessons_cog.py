@@ -9,7 +9,7 @@ import pytest
 
 from coach.clock import to_unix
 from coach.errors import BadInput
-from coach.lesson_posts import REFLECTION_MAX, clean_reflection, lesson_due, next_lesson_at
+from coach.lesson_posts import REFLECTION_MAX, clean_reflection, next_lesson_at, take_for
 from coach.lessons import load_lessons
 from coach.storage import Storage
 from coach.text import (
@@ -124,12 +124,12 @@ def test_clean_reflection() -> None:
 def test_lesson_due_grace_and_lateness() -> None:
     schedule = Storage.LessonSchedule(1, 2, 1, "09:00", "Europe/Berlin", to_unix(utc(2026, 3, 3, 8)),
                                       None, None, False)
-    on_time = lesson_due(schedule, utc(2026, 3, 3, 8, 0, 30), timedelta(hours=3))
-    assert on_time.post and not on_time.late and on_time.next_due == utc(2026, 3, 10, 8)
-    late = lesson_due(schedule, utc(2026, 3, 3, 10), timedelta(hours=3))
-    assert late.post and late.late and str(late.local_date) == "2026-03-03"
-    missed = lesson_due(schedule, utc(2026, 3, 3, 12), timedelta(hours=3))
-    assert not missed.post and not missed.late
+    on_time, _ = take_for(schedule, utc(2026, 3, 3, 8, 0, 30), timedelta(hours=3), "x")
+    assert on_time.local_date and not on_time.late and on_time.next_due == to_unix(utc(2026, 3, 10, 8))
+    late, _ = take_for(schedule, utc(2026, 3, 3, 10), timedelta(hours=3), "x")
+    assert late.local_date == "2026-03-03" and late.late and late.lesson_id == "x"
+    missed, count = take_for(schedule, utc(2026, 3, 3, 12), timedelta(hours=3), "x")
+    assert missed.local_date is None and not missed.late and count == 1
 
 
 def test_next_lesson_keeps_the_wall_clock_across_dst() -> None:
@@ -451,11 +451,10 @@ async def test_two_processes_claim_a_due_lesson_once(tmp_path) -> None:  # noqa:
     try:
         await first.set_lesson_schedule(guild_id=1, channel_id=2, weekday=1, time_local="09:00", timezone="UTC",
                                         next_due=to_unix(now), now=now)
-        claims = [await store.claim_lesson_post(guild_id=1, local_date="2026-03-03", lesson_id=FIRST.id,
-                                                scheduled_at=to_unix(now), channel_id=2, late=False, now=now,
-                                                advance=(to_unix(now), to_unix(now + timedelta(days=7))))
-                  for store in (first, second)]
-        assert [c is not None for c in claims] == [True, False]
+        schedule = await first.get_lesson_schedule(1)
+        take, _ = take_for(schedule, now, timedelta(hours=3), FIRST.id)
+        claims = [await store.take_due("lesson", [take], now) for store in (first, second)]
+        assert [len(c) for c in claims] == [1, 0]
         # Even a schedule moved back to that day (an admin's change) never gets a second post for the date.
         assert await second.claim_lesson_post(guild_id=1, local_date="2026-03-03", lesson_id=SECOND.id,
                                               scheduled_at=to_unix(now), channel_id=2, late=False, now=now) is None

@@ -6,6 +6,7 @@ import json
 import random
 import re
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def shipped() -> Prompts:
 
 
 def test_shipped_prompts_load(shipped: Prompts) -> None:
-    assert len(shipped.checkin) >= 24
+    assert len(shipped.checkin) >= 60
     assert set(shipped.replies) == set(SITUATIONS)
     for situation in SITUATIONS:
         assert len(shipped.replies[situation]) >= 6, situation
@@ -56,15 +57,91 @@ def test_situations_that_mention_a_project_have_no_project_variants(shipped: Pro
             assert situation in shipped.replies_no_project, situation
 
 
-def test_checkin_prompts_fit_and_point_at_the_buttons(shipped: Prompts) -> None:
+def test_checkin_prompts_fit(shipped: Prompts) -> None:
     for text in shipped.checkin:
         assert len(text) <= MAX_CHECKIN_CHARS
         assert placeholders(text) <= {"server"}
-        lowered = text.lower()
-        names_all = all(word in lowered for word in ("finished", "unfinished", "skipped"))
-        assert names_all or "button" in lowered, text
         sentences = [s for s in re.split(r"(?<=[.?!])\s+", text) if s]
         assert 1 <= len(sentences) <= 3, text
+
+
+def recites_buttons(text: str) -> bool:
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    return {"finished", "unfinished", "skipped"} <= words
+
+
+def test_most_prompts_do_not_recite_the_buttons(shipped: Prompts) -> None:
+    """The buttons sit right under the prompt: spelling them out is allowed in at most a quarter of the prompts
+    (and of the DM round texts)."""
+    for lines in (shipped.checkin, shipped.replies["dm_round"]):
+        reciting = [text for text in lines if recites_buttons(text)]
+        assert len(reciting) * 4 <= len(lines), reciting
+
+
+def all_shipped_lines(shipped: Prompts) -> list[str]:
+    lines = list(shipped.checkin)
+    lines += [line for lines_ in shipped.replies.values() for line in lines_]
+    lines += [line for lines_ in shipped.replies_no_project.values() for line in lines_]
+    return lines
+
+
+def phrases(text: str, size: int = 5) -> set[tuple[str, ...]]:
+    words = re.findall(r"\{\w+\}|[a-z0-9']+", text.lower().replace("\u2019", "'"))
+    return {tuple(words[i:i + size]) for i in range(len(words) - size + 1)}
+
+
+def overused_phrases(lines: list[str], most: int = 6) -> dict[str, int]:
+    """Five-word phrases (placeholders count as words) found in more than `most` lines."""
+    counts: Counter[tuple[str, ...]] = Counter()
+    for line in lines:
+        counts.update(phrases(line))
+    return {" ".join(p): n for p, n in counts.items() if n > most}
+
+
+def test_no_five_word_phrase_in_more_than_six_lines(shipped: Prompts) -> None:
+    assert overused_phrases(all_shipped_lines(shipped)) == {}
+
+
+def test_the_phrase_check_catches_a_refrain() -> None:
+    lines = [f"Line {i}: the point is for showing up, {i}." for i in range(7)]
+    assert overused_phrases(lines) == {"the point is for showing": 7, "point is for showing up": 7}
+    assert overused_phrases(lines[:6]) == {}
+    assert recites_buttons("Finished, Unfinished or Skipped?") and not recites_buttons("Did you finish today?")
+
+
+DAILY = ("finished", "unfinished", "skipped", "valley", "dm_round", "edited", "welcome_back")
+RARE = ("streak_3", "streak_7", "streak_30", "streak_100", "first_checkin", "project_started",
+        "project_finished_announce", "project_finished_reply", "project_dropped", "lesson_reflected", "lesson_apply",
+        "recap_intro", "skipped_run")
+
+
+def test_enough_to_say_for_months(shipped: Prompts) -> None:
+    assert len(shipped.checkin) >= 60
+    for situation in DAILY:
+        assert len(shipped.replies[situation]) >= 12, situation
+        if situation in shipped.replies_no_project:
+            assert len(shipped.replies_no_project[situation]) >= 6, situation
+    for situation in RARE:
+        assert len(shipped.replies[situation]) >= 6, situation
+    assert set(DAILY) | set(RARE) == set(SITUATIONS)
+
+
+SUSPICION = ("answer straight", "be honest with", "if you skipped today, say so", "in your control?",
+             "honest answer", "the truth", "only way out")
+
+
+def test_voice_never_suspects_and_finished_has_one_meaning(shipped: Prompts) -> None:
+    for line in all_shipped_lines(shipped):
+        lowered = line.lower()
+        for phrase in SUSPICION:
+            assert phrase not in lowered, line
+    for line in shipped.replies["first_checkin"]:
+        assert "/project finish" in line and "today" in line, line
+    # The first two Skipped answers in a row: short and warm, no advice and no question.
+    for line in shipped.replies["skipped"]:
+        assert len(line) <= 80 and "?" not in line, line
+    for line in shipped.replies["welcome_back"]:
+        assert "streak" not in line.lower(), line
 
 
 def test_every_reply_line_formats(shipped: Prompts) -> None:
@@ -131,9 +208,9 @@ def test_checkin_prompt_ignores_stale_indices(shipped: Prompts) -> None:
 
 
 def test_checkin_prompt_with_longer_history_than_prompts(tmp_path: Path) -> None:
-    write_files(tmp_path, checkin=[f"Prompt {i}: Finished, Unfinished or Skipped?" for i in range(20)])
+    write_files(tmp_path, checkin=[f"Prompt {i}: Finished, Unfinished or Skipped?" for i in range(31)])
     prompts = load_prompts(tmp_path)
-    recent = [5] * 10 + list(range(20)) + [7]  # repeats; 7 is the newest
+    recent = [5] * 10 + list(range(31)) + [7]  # repeats; 7 is the newest
     for seed in range(50):
         assert prompts.checkin_prompt(recent, random.Random(seed)) != 7
 
@@ -221,7 +298,7 @@ def toml_string(value: str) -> str:
 
 
 def valid_checkin() -> list[str]:
-    return [f"Prompt {i}: did you finish? Finished, Unfinished or Skipped." for i in range(20)]
+    return [f"Prompt {i}: did you finish? Finished, Unfinished or Skipped." for i in range(31)]
 
 
 def valid_replies() -> dict[str, dict[str, list[str]]]:
@@ -253,7 +330,7 @@ def write_files(
 def test_valid_fixture_loads(tmp_path: Path) -> None:
     write_files(tmp_path)
     prompts = load_prompts(tmp_path)
-    assert len(prompts.checkin) == 20
+    assert len(prompts.checkin) == 31
     assert prompts.replies_no_project == {}
 
 
@@ -344,9 +421,9 @@ def test_too_long_checkin_prompt(tmp_path: Path) -> None:
     expect_error(tmp_path, "checkin.toml", "[prompts]", "line 8", "301 characters")
 
 
-def test_fewer_than_twenty_checkin_prompts(tmp_path: Path) -> None:
-    write_files(tmp_path, checkin=valid_checkin()[:19])
-    expect_error(tmp_path, "checkin.toml", "[prompts]", "19 prompts", "at least 20")
+def test_thirty_checkin_prompts_are_too_few(tmp_path: Path) -> None:
+    write_files(tmp_path, checkin=valid_checkin()[:30])
+    expect_error(tmp_path, "checkin.toml", "[prompts]", "30 prompts", "at least 31")
 
 
 def test_checkin_prompt_may_only_use_server(tmp_path: Path) -> None:

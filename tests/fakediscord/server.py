@@ -214,6 +214,9 @@ class FakeDiscord(World):
         self.requests: list[Recorded] = []
         self.violations: list[str] = []
         self.messages: dict[int, list[dict]] = collections.defaultdict(list)  # POST /channels/{id}/messages
+        self.nonce_window = 180.0   # seconds an enforced nonce returns the first message (Discord: "a few minutes")
+        self.nonce_dedupes = 0
+        self._nonces: dict[tuple[int, str], tuple[dict, float]] = {}
         self.channel_log: dict[int, list[dict]] = collections.defaultdict(list)  # every visible message
         self.deleted_messages: list[dict] = []
         self.commands: dict[int | None, list[dict]] = {}
@@ -856,9 +859,18 @@ class FakeDiscord(World):
                 or body.get("sticker_ids") or body.get("poll")):
             self.violation(f"POST {req.template}: (body): empty message (no content, embeds, components or files)")
             raise ApiError(50006)
+        key = (cid, str(body.get("nonce"))) if body.get("nonce") is not None and body.get("enforce_nonce") else None
+        if key is not None:  # Discord: the same nonce from the same author within a few minutes = that message
+            seen = self._nonces.get(key)
+            if seen is not None and time.monotonic() - seen[1] <= self.nonce_window and \
+                    int(seen[0]["id"]) in self._msg_index:
+                self.nonce_dedupes += 1
+                return 200, public(seen[0])
         msg = self._new_message(cid, body, req.files, author_id=self.bot_user_id, flags=body.get("flags") or 0)
         self.messages[cid].append(msg)
         self._log_message(msg)
+        if key is not None:
+            self._nonces[key] = (msg, time.monotonic())
         return 200, public(msg)
 
     def _message_or_404(self, req: Req) -> tuple[int, dict]:
