@@ -130,10 +130,8 @@ class WebServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.bind, self.port)
         await site.start()
-        server = site._server  # the real port when 0 was asked for
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        if self._runner.addresses:  # the real port when 0 was asked for
+            self.port = self._runner.addresses[0][1]
         log.info("web server listening on %s:%d", self.bind, self.port)
 
     async def stop(self) -> None:

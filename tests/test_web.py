@@ -172,6 +172,14 @@ async def test_a_busy_port_leaves_the_bot_running_without_the_web_server(harness
     assert "WEB_PORT" in await handle.wait_text()
 
 
+async def test_a_new_server_gets_a_friendly_empty_page(harness: Harness) -> None:
+    await harness.start(web_port=0)  # no /coach setup, no answers yet
+    status, body, _ = await get(await page_on(harness))
+    assert status == 200
+    assert "No points yet in this period" in body and "No streaks running right now" in body
+    assert "Nothing on the wall yet" in body and "0 check-ins over 0 days" in body
+
+
 async def test_page_of_a_server_that_removed_the_bot_is_gone(harness: Harness) -> None:
     bot = await harness.start(web_port=0)
     await harness.setup_checkin()
