@@ -14,7 +14,7 @@ from coach import metrics, webpage
 from coach.clock import to_unix
 from tests.conftest import Harness, eventually
 from tests.fakediscord import FakeDiscordError
-from tests.webkit import MALLORY, base_url, build_community, get, page_on, web
+from tests.web_support import MALLORY, base_url, build_community, get, page_on, web
 
 # ----------------------------------------------------------------------------- pure parts
 

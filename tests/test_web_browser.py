@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Harness
-from tests.webkit import build_community, page_on
+from tests.web_support import build_community, page_on
 
 CHROMIUM = os.environ.get("BOUNCE_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
