@@ -3,7 +3,7 @@
 Usage: python bench/bench_web.py [--count 200] [--keep PATH]
 Database: bench_board.py's builder (1,000,000 check-ins over 1,000 servers; the page is the largest server's,
 130,000 check-ins, 1,000 members). Targets: page p95 <= 50 ms (built fresh every time: the page cache is off);
-/metrics p95 <= 20 ms; neither stalls the bot's event loop more than 20 ms. The client runs in its own thread
+/metrics p95 <= 20 ms; neither stalls the bot's event loop more than 20 ms. The client runs in a child process
 with a keep-alive connection, as a browser or Prometheus would from elsewhere; the loopback Discord shares the
 bot's loop but is idle while measuring.
 """
@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import json
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,35 +28,40 @@ from coach.storage import Storage
 PERIODS = ("season", "week", "month", "all")
 
 
-class Client:
-    """A keep-alive HTTP client used from one worker thread at a time."""
-
-    def __init__(self, port: int) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def get(self, path: str) -> tuple[int, float, int]:
+def client(port: int, path: str, runs: int, warmup: int) -> None:
+    """Child process: `warmup` + `runs` GETs over one keep-alive connection; prints the latencies as JSON."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    samples, size = [], 0
+    for i in range(warmup + runs):
+        if i == warmup:
+            print("warm", flush=True)  # the parent starts watching its event loop now
         start = time.perf_counter()
-        self.conn.request("GET", path)
-        response = self.conn.getresponse()
-        body = response.read()
-        return response.status, (time.perf_counter() - start) * 1000, len(body)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        size = len(response.read())
+        if response.status != 200:
+            raise SystemExit(f"{path}: HTTP {response.status}")
+        if i >= warmup:
+            samples.append((time.perf_counter() - start) * 1000)
+    print(json.dumps({"ms": samples, "size": size}))
 
 
-async def timed_runs(client: Client, path: str, runs: int, warmup: int = 3) -> tuple[list[float], float, int]:
+async def timed_runs(port: int, path: str, runs: int, warmup: int = 3) -> tuple[list[float], float, int]:
     """(latencies in ms, worst event-loop stall in ms, last body size) over `runs` requests after a warm-up."""
-    for _ in range(warmup):
-        await asyncio.to_thread(client.get, path)
+    proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--client", str(port), path, str(runs),
+                                                str(warmup), stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    await proc.stdout.readline()  # warmed up (first requests of a tab create its period, fill caches)
     monitor = StallMonitor(0.002)
     monitor.start()
-    samples, size = [], 0
     try:
-        for _ in range(runs):
-            status, ms, size = await asyncio.to_thread(client.get, path)
-            assert status == 200, (path, status)
-            samples.append(ms)
+        out, _ = await proc.communicate()
     finally:
         monitor.stop()
-    return samples, monitor.worst * 1000, size
+    if proc.returncode != 0:
+        raise SystemExit(f"the client failed on {path}")
+    result = json.loads(out)
+    return result["ms"], monitor.worst * 1000, result["size"]
 
 
 async def main(count: int, keep: str | None) -> int:
@@ -82,23 +89,21 @@ async def main(count: int, keep: str | None) -> int:
         try:
             server = bot.get_cog("Web").server  # type: ignore[union-attr]
             server.cache_seconds = 0  # every request builds the page from the database
-            client = Client(server.port)
             await bot.tick()  # a scheduler pass, so /metrics and /healthz see one
-            status, _, _ = await asyncio.to_thread(client.get, "/healthz")
-            assert status == 200, status
+            await timed_runs(server.port, "/healthz", 1)
             idle = StallMonitor(0.002)  # the machine's own noise: the same monitor with nothing to serve
             idle.start()
-            await asyncio.sleep(3)
+            await asyncio.sleep(10)
             idle.stop()
             page: dict[str, list[float]] = {}
             stalls: dict[str, float] = {}
             size = 0
             for period in PERIODS:
                 page[period], stalls[period], size = await timed_runs(
-                    client, f"/s/bench-page-token-0123456789?period={period}", count)
+                    server.port, f"/s/bench-page-token-0123456789?period={period}", count)
             server.cache_seconds = 30
-            cached, cached_stall, _ = await timed_runs(client, "/s/bench-page-token-0123456789", count)
-            scrape, scrape_stall, scrape_size = await timed_runs(client, "/metrics", count)
+            cached, cached_stall, _ = await timed_runs(server.port, "/s/bench-page-token-0123456789", count)
+            scrape, scrape_stall, scrape_size = await timed_runs(server.port, "/metrics", count)
         finally:
             await stop_bot(bot)
             await fake.stop()
@@ -130,6 +135,9 @@ async def main(count: int, keep: str | None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--client"]:
+        client(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        raise SystemExit(0)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--keep", help="write the database here and keep it")

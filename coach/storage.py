@@ -1782,6 +1782,23 @@ class Storage:
         rows = await self.fetchall("SELECT user_id FROM members WHERE guild_id = ? AND public = 0", (guild_id,))
         return {r[0] for r in rows}
 
+    async def board_top(self, guild_id: int, period_id: int, limit: int) -> tuple[list[BoardScore], int]:
+        """The top of a period's board for the page, members off the page left out: everyone with at least the
+        points of the `limit`-th (so ties at the cut can be ordered by streak), and how many have points."""
+        visible = ("guild_id = ?1 AND period_id = ?2 AND points > 0 AND NOT EXISTS (SELECT 1 FROM members m "
+                   "WHERE m.guild_id = ?1 AND m.user_id = board_totals.user_id AND m.public = 0)")
+        row = await self.fetchone(
+            f"SELECT COUNT(*), (SELECT points FROM board_totals WHERE {visible} ORDER BY points DESC "
+            f"LIMIT 1 OFFSET ?3) FROM board_totals WHERE {visible}",
+            (guild_id, period_id, max(limit - 1, 0)),
+        )
+        total, cut_points = row[0], row[1] or 1
+        rows = await self.fetchall(
+            f"SELECT user_id, points, depth, reached_at FROM board_totals WHERE {visible} AND points >= ?3",
+            (guild_id, period_id, cut_points),
+        )
+        return [self.BoardScore(*r) for r in rows], total
+
     async def may_name_publicly(self, guild_id: int, user_ids: Iterable[int]) -> set[int]:
         """Of `user_ids`, the members whose finished projects may be named in public: announcements on
         (/me announce) and not off the pages (/me public). The one rule the page's finished-tracks wall reads."""

@@ -180,8 +180,8 @@ async def build_page(storage: Storage, *, guild_id: int, server_name: str | None
         period_id = 0
 
     hidden = await storage.off_page_members(guild_id)
-    scores = [board.Score(r.user_id, r.points, r.depth, r.reached_at)
-              for r in await storage.board_totals(guild_id, period_id) if r.user_id not in hidden]
+    top_rows, total = await storage.board_top(guild_id, period_id, PAGE_ROWS)
+    scores = [board.Score(r.user_id, r.points, r.depth, r.reached_at) for r in top_rows]
     recent = await storage.posted_round_dates(guild_id, 2)
     open_date = recent[-1] if recent else None
     since = recent[0] if len(recent) == 2 else "0000-00-00"
@@ -206,7 +206,7 @@ async def build_page(storage: Storage, *, guild_id: int, server_name: str | None
         note=note,
         rows=tuple(BoardRow(r.rank, shown(names.get(r.score.user_id)), r.score.points, r.streak, r.score.depth)
                    for r in top),
-        ranked=len(ranked),
+        ranked=total,
         streaks=tuple(StreakRow(shown(names.get(u)), s) for u, s in longest),
         heatmap=heatmap(counts, today),
         wall=tuple(WallItem(cut(p.name, PROJECT_MAX), shown(p.display_name),
@@ -222,11 +222,15 @@ async def build_page(storage: Storage, *, guild_id: int, server_name: str | None
 
 _ENV = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+# Compiled once, at import (start-up): compiling on the first request would stall the event loop (~60 ms).
+_ENV.get_template("base.html")  # kept in the environment's cache for the pages that extend it
+_PAGE = _ENV.get_template("page.html")
+_NOT_FOUND = _ENV.get_template("not_found.html")
 
 
 def render_page(page: Page) -> str:
-    return _ENV.get_template("page.html").render(page=page)
+    return _PAGE.render(page=page)
 
 
 def render_not_found() -> str:
-    return _ENV.get_template("not_found.html").render()
+    return _NOT_FOUND.render()

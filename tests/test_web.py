@@ -66,6 +66,30 @@ def test_web_settings() -> None:
         load_settings(_env_file=None, discord_token="t", web_port="70000")
 
 
+async def test_board_top_keeps_ties_at_the_cut_and_leaves_out_members_off_the_page(tmp_path) -> None:  # noqa: ANN001
+    from datetime import UTC, datetime
+
+    from coach.storage import Storage
+
+    store = await Storage.open(tmp_path / "b.sqlite3")
+    now = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    try:
+        for user, points in ((1, 9), (2, 7), (3, 7), (4, 7), (5, 2), (6, 4)):
+            await store.touch_member(10, user, f"m{user}", now)
+            for n in range(points):
+                await store.award(10, user, "checkin", 1, f"d{n}", now)
+        top, total = await store.board_top(10, 0, 2)
+        assert total == 6 and sorted(r.user_id for r in top) == [1, 2, 3, 4]  # 7 points ties three ways
+        await store.set_public(10, 1, False)
+        top, total = await store.board_top(10, 0, 2)
+        assert total == 5 and sorted(r.user_id for r in top) == [2, 3, 4]
+        top, total = await store.board_top(10, 0, 25)
+        assert total == 5 and len(top) == 5
+        assert await store.board_top(11, 0, 25) == ([], 0)
+    finally:
+        await store.close()
+
+
 # ----------------------------------------------------------------------------- the page
 
 
