@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import json
@@ -15,6 +16,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -31,11 +33,23 @@ from cogs.outbox import Outbox
 
 log = logging.getLogger("bounce")
 
-COGS = ("cogs.errors", "cogs.admin", "cogs.rounds", "cogs.projects", "cogs.me", "cogs.dm", "cogs.lessons", "cogs.board",
+COGS = ("cogs.errors", "cogs.admin", "cogs.rounds", "cogs.projects", "cogs.me", "cogs.dm", "cogs.dm_replies",
+        "cogs.lessons", "cogs.lesson_buttons", "cogs.lesson_reading", "cogs.board",
         "cogs.web")
 INTENTS = discord.Intents.none()
 INTENTS.guilds = True           # channels, roles, the bot's own member: to check where it can post
 INTENTS.dm_messages = True      # plain-text check-in replies in DMs (no message-content intent needed there)
+
+
+class _NoVoiceWarning(logging.Filter):
+    """Bounce never joins voice: discord.py's warnings that voice libraries are missing say nothing useful."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
+
+
+NO_VOICE_WARNING = _NoVoiceWarning()
+RETRY_MAX_SECONDS = 60.0  # Discord unreachable at start: retries back off up to this far apart
 
 
 def apply_endpoints(settings: Settings) -> None:
@@ -60,6 +74,9 @@ class BounceBot(commands.Bot):
     ) -> None:
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         options.setdefault("max_messages", None)  # no message cache: buttons carry their state in custom_ids
+        logging.getLogger("discord.client").addFilter(NO_VOICE_WARNING)
+        # No text commands (see on_message); when_mentioned also keeps discord.py from warning about the
+        # message-content intent.
         super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None, **options)
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -106,6 +123,10 @@ class BounceBot(commands.Bot):
             self.scheduler.add_job(self.tick, "interval", seconds=self.settings.tick_seconds, id="tick",
                                    max_instances=1, coalesce=True, kwargs={"wait": False})
             self.scheduler.start()
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No text commands: a DM such as "@Bounce done" is a check-in reply (cogs/dm_replies.py), never an
+        unknown command."""
 
     async def on_ready(self) -> None:
         # The guild cache is built: move it out of the garbage collector's way, so full collections stay short
@@ -177,6 +198,10 @@ class BounceBot(commands.Bot):
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("discord").setLevel(max(logging.getLevelName(level), logging.INFO))
+    # APScheduler logs every run of the periodic job at INFO ("Running job", "executed successfully") and a
+    # WARNING for each run skipped or missed while the previous one still works: per-tick noise (the database,
+    # not the scheduler, decides what is due). Its errors still show; Bounce logs what each tick did itself.
+    logging.getLogger("apscheduler").setLevel(max(logging.getLevelName(level), logging.ERROR))
 
 
 def main() -> int:
@@ -205,6 +230,10 @@ async def _run(bot: BounceBot, settings: Settings) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if not await wait_for_discord(str(discord.http.Route.BASE), stop):
+        log.info("shutting down")
+        await bot.close()
+        return 0
     runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -217,6 +246,10 @@ async def _run(bot: BounceBot, settings: Settings) -> int:
         elif isinstance(exc, (DatabaseTooNew, StorageError)):
             print(f"bounce: {exc}", file=sys.stderr)
             code = 2
+        elif isinstance(exc, (TimeoutError, aiohttp.ClientConnectionError, OSError)):
+            log.error("lost Discord while logging in (%s); exiting so the supervisor starts me again",
+                      exc.__class__.__name__)
+            code = 1
         else:
             log.error("bot stopped", exc_info=exc)
             code = 1
@@ -226,6 +259,38 @@ async def _run(bot: BounceBot, settings: Settings) -> int:
     if not runner.done():
         runner.cancel()
     return code
+
+
+async def wait_for_discord(api_base: str, stop: asyncio.Event) -> bool:
+    """Until Discord's API host takes a connection: True then, False if told to stop first.
+
+    An unreachable Discord (network down, a REST proxy still starting) is one clear log line and retries that
+    back off up to RETRY_MAX_SECONDS apart, not a traceback and an exit. Only a connection is opened (no
+    request), so nothing counts against the bot's request limits."""
+    url = yarl.URL(api_base)
+    host, port = url.host or "discord.com", url.port or (443 if url.scheme == "https" else 80)
+    delay, attempts = 1.0, 0
+    while not stop.is_set():
+        attempts += 1
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+        except (TimeoutError, OSError) as exc:
+            if attempts == 1:
+                log.warning("cannot reach Discord at %s (%s); retrying, up to every %.0f s, until it answers",
+                            api_base, exc.__class__.__name__, RETRY_MAX_SECONDS)
+            else:
+                log.debug("Discord still unreachable (attempt %d): %s", attempts, exc)
+        else:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            if attempts > 1:
+                log.info("Discord is reachable again after %d attempts; logging in", attempts)
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, RETRY_MAX_SECONDS)
+    return False
 
 
 if __name__ == "__main__":

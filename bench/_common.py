@@ -91,10 +91,29 @@ async def serve_fake(build_world: Callable[[FakeDiscord], dict[str, Any]],
             mark = len(fake.requests)
         elif command == "stats":
             answer = stats(fake, mark)
+        elif command.startswith("probe "):
+            answer = await probe(fake, **json.loads(command.removeprefix("probe ")))
         else:  # "stop" or the parent went away
             await fake.stop()
             return
         print(json.dumps(answer), flush=True)
+
+
+async def probe(fake: FakeDiscord, guild: int, channel: int, users: list[int], command: str, options: dict[str, Any],
+                count: int, rate: float) -> dict[str, Any]:
+    """Members use a slash command `count` times at `rate` per second, as Discord users would; each round trip
+    (INTERACTION_CREATE sent -> the bot's callback received) is timed here, on Discord's side."""
+    samples: list[float] = []
+    interval = 1.0 / rate
+    for i in range(count):
+        start = time.perf_counter()
+        handle = await fake.slash(guild, channel, users[i % len(users)], command, options)
+        await handle.response()
+        samples.append((time.perf_counter() - start) * 1000)
+        await asyncio.sleep(max(0.0, interval - (time.perf_counter() - start)))
+    return {"n": len(samples), "p50": percentile(samples, 50), "p99": percentile(samples, 99),
+            "max": max(samples), "slow": [(i, round(v)) for i, v in enumerate(samples) if v > 50][:20], "posts": sum(1 for r in fake.requests if r.method == "POST"
+                                             and r.route == "/channels/{channel_id}/messages")}
 
 
 class RemoteFake:

@@ -3,8 +3,8 @@
 * Ranking: points (check-in + finish) in the period, then current streak, then who reached their total
   first (the time of their latest point in the period), then member id so the order is total.
 * Periods: the server's local calendar week (Monday first) and month, the current season, or all time.
-* Streak days for /stats are the posted rounds plus any day the member answered (the same days as
-  ``coach.checkins.member_streak``), so a round that was never posted breaks nobody's streak.
+* Streaks everywhere (/stats, the board's 🔥, the recap's longest streaks) follow ``coach.streaks.member_streak``,
+  so a round that was never posted breaks nobody's streak.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from coach.errors import BadInput
 from coach.heatmap import grid_start
 from coach.schedule import resolve_local
 from coach.streaks import RoundDay, StreakDay
-from coach.text import cut, safe_name
+from coach.text import EMBED_FIELD_VALUE_MAX, cut, safe_name, safe_title
 
 PERIODS = ("week", "month", "season", "all")
 PAGE_SIZE = 10
@@ -91,15 +90,11 @@ def day_month(day: date) -> str:
 
 # ---------------------------------------------------------------- names
 
-_ESCAPED = re.compile(r"\\([\\*_~`|>#\[\]()-])")
 
-
-def shown_name(stored: str | None, limit: int = 32) -> str | None:
-    """A stored display name made safe for a message. Some callers store names already made safe
-    (escaped, `@` defused), others raw: undo that first so nothing is escaped twice."""
-    if not stored:
-        return None
-    return safe_name(_ESCAPED.sub(r"\1", stored.replace("@\u200b", "@")), limit)
+def member_label(stored: str | None, user_id: int, limit: int = 32) -> str:
+    """A member as a message shows them: their stored name (stored raw, made safe here), or for a member the
+    bot has no name for a mention, which an embed renders as their name and which never pings there."""
+    return safe_name(stored, limit) if stored else f"<@{user_id}>"
 
 
 # ---------------------------------------------------------------- ranking
@@ -141,24 +136,24 @@ def streaks_needed(scores: Sequence[Score], page: int, caller: int | None, size:
     return {s.user_id for s in by_points if s.points in wanted_points}
 
 
+def longest_streaks(streaks: Mapping[int, int], count: int = 3) -> list[tuple[int, int]]:
+    """The weekly recap's longest running streaks: (member, streak), longest first, ties by member id."""
+    return sorted(((u, n) for u, n in streaks.items() if n > 0), key=lambda s: (-s[1], s[0]))[:count]
+
+
 def rank(scores: Iterable[Score], streaks: Mapping[int, int]) -> list[Ranked]:
     """Everyone with points, best first; ranks 1, 2, 3... (every tie is broken)."""
     ordered = sorted(scores, key=lambda s: (-s.points, -streaks.get(s.user_id, 0), s.reached_at, s.user_id))
     return [Ranked(i + 1, s, streaks.get(s.user_id, 0)) for i, s in enumerate(ordered)]
 
 
+def rank_by_depth(scores: Iterable[Score]) -> list[Ranked]:
+    """/leaderboard rank:depth: depth points first, then check-in and finish points, then member id."""
+    ordered = sorted(scores, key=lambda s: (-s.depth, -s.points, s.user_id))
+    return [Ranked(i + 1, s, 0) for i, s in enumerate(ordered)]
+
+
 # ---------------------------------------------------------------- streak days, stats, heatmap
-
-
-def round_days(posted: Iterable[str], answers: Mapping[str, str], away: Sequence[tuple[str, str]],
-               open_date: str | None) -> list[RoundDay]:
-    """The member's streak days: posted rounds plus days they answered, oldest first."""
-    days = []
-    for d in sorted(set(posted) | set(answers)):
-        is_away = any(start <= d <= end for start, end in away)
-        days.append(RoundDay(date.fromisoformat(d), answers.get(d), away=is_away,  # type: ignore[arg-type]
-                             open=(d == open_date)))
-    return days
 
 
 def heatmap_days(days: Sequence[RoundDay], end: date, weeks: int = HEATMAP_WEEKS) -> dict[date, str]:
@@ -242,6 +237,47 @@ def recap_week(round_date: date) -> date:
 def week_label(monday: date) -> str:
     sunday = monday + timedelta(days=6)
     return f"{day_month(monday)} – {day_month(sunday)} {sunday.year}"
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A finished project the recap may name: its title and its member (stored name, id)."""
+
+    title: str
+    display_name: str | None
+    user_id: int
+
+
+def recap_finished(named: Sequence[Finish], total: int, limit: int = EMBED_FIELD_VALUE_MAX) -> tuple[str, str]:
+    """(field name, value) for the recap's finished projects. `total` counts every project finished in the week;
+    `named` are only those whose members may be named publicly (coach.members.may_name_publicly). Lines are
+    added while they fit; whatever is not named, by choice or for room, is one line of count without names."""
+    title = f"Finished this week ({total})"
+    if total == 0:
+        return title, "No projects finished this week. One small finished piece next week changes that."
+    lines: list[str] = []
+    used = 0
+    tail_room = 60  # the closing "…and N more" line
+    for p in named:
+        line = f"✅ **{safe_title(p.title, 60)}** · {member_label(p.display_name, p.user_id)}"
+        if used + len(line) + 1 + tail_room > limit:
+            break
+        lines.append(line)
+        used += len(line) + 1
+    rest = total - len(lines)
+    if not lines:
+        lines.append(f"✅ {total} {'project' if total == 1 else 'projects'} finished this week, celebrated quietly.")
+    elif rest:
+        lines.append(f"…and {rest} more finished this week.")
+    return title, "\n".join(lines)
+
+
+def recap_streaks(top: Sequence[tuple[int, int]], names: Mapping[int, str]) -> str:
+    """The recap's streak list: (member id, streak) of members who may be named publicly, longest first. Empty
+    can also mean the running streaks belong to members who keep out of public posts, so it says nothing more."""
+    if not top:
+        return "No streaks to show here yet. The next round can start one."
+    return "\n".join(f"🔥 **{streak}** · {member_label(names.get(user_id), user_id)}" for user_id, streak in top)
 
 
 def recap_rate_line(stats: RecapStats) -> str:
@@ -345,6 +381,8 @@ FORGET_LABELS = {
     "points": ("points entry", "points entries"),
     "away_periods": ("away period", "away periods"),
     "reflections": ("reflection", "reflections"),
+    "lesson_reads": ("lesson opened", "lessons opened"),
+    "lesson_unlocks": ("track unlocked", "tracks unlocked"),
     "members": ("member profile", "member profiles"),
     "dm_schedules": ("DM check-in setting", "DM check-in settings"),
     "dm_rounds": ("DM check-in", "DM check-ins"),

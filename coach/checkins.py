@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 from coach import metrics, projects, voice
 from coach.errors import BadInput, Conflict
 from coach.prompts import Prompts
 from coach.storage import Checkin, Project, Round, Storage
-from coach.streaks import RoundDay, StreakResult, compute_streak
+from coach.streaks import (
+    RoundDay,
+    StreakResult,
+    compute_streak,
+    member_days,
+)
 from coach.text import NOTE_MAX, safe_name, safe_title
 
 STATUSES = ("finished", "unfinished", "skipped")
@@ -51,36 +56,33 @@ class AnswerOutcome:
 
 @dataclass
 class History:
-    """What a member's streak is made of in one server, read once: the rounds held (plus extra scheduled days,
-    e.g. the member's DM rounds), their answers by date, and their away periods."""
+    """What a member's streak is made of in one server, read once: the posted rounds' dates, their answers by
+    date, and their away periods. The streak is `coach.streaks.member_streak`, the one rule."""
 
     dates: set[str]
     answers: dict[str, str]
     away: list[tuple[str, str]]
 
-    def streak(self, open_date: str | None = None) -> StreakResult:
-        days = []
-        for d in sorted(self.dates | set(self.answers)):
-            is_away = any(start <= d <= end for start, end in self.away)
-            days.append(RoundDay(date.fromisoformat(d), self.answers.get(d), away=is_away,  # type: ignore[arg-type]
-                                 open=(d == open_date)))
-        return compute_streak(days)
+    def days(self) -> list[RoundDay]:
+        return member_days(self.dates, self.answers, self.away)
+
+    def streak(self) -> StreakResult:
+        return compute_streak(self.days())
 
     def recent(self, count: int = 10) -> list[str]:
         """The member's latest answers, newest first."""
         return [self.answers[d] for d in sorted(self.answers, reverse=True)[:count]]
 
 
-async def load_history(storage: Storage, guild_id: int, user_id: int, extra_dates: tuple[str, ...] = ()) -> History:
-    dates = set(await storage.posted_round_dates(guild_id)) | set(extra_dates)
+async def load_history(storage: Storage, guild_id: int, user_id: int) -> History:
+    dates = set(await storage.posted_round_dates(guild_id))
     answers = {c.local_date: c.status for c in await storage.member_checkins(guild_id, user_id)}
     return History(dates, answers, await storage.away_periods(guild_id, user_id))
 
 
-async def member_streak(storage: Storage, guild_id: int, user_id: int, *, open_date: str | None = None,
-                        extra_dates: tuple[str, ...] = ()) -> StreakResult:
-    """The member's streak over the rounds actually held in this server."""
-    return (await load_history(storage, guild_id, user_id, extra_dates)).streak(open_date)
+async def member_streak(storage: Storage, guild_id: int, user_id: int) -> StreakResult:
+    """The member's streak over the rounds actually held in this server (what /stats shows)."""
+    return (await load_history(storage, guild_id, user_id)).streak()
 
 
 async def resolve_project(storage: Storage, guild_id: int, user_id: int, raw: str | None,
@@ -88,11 +90,7 @@ async def resolve_project(storage: Storage, guild_id: int, user_id: int, raw: st
     """The member's active project by name; a new name starts a new project."""
     if raw is None or not raw.strip():
         return None, False
-    name = projects.clean_name(raw)
-    found = await storage.find_active_project(guild_id, user_id, name)
-    if found:
-        return found, False
-    return await storage.create_project(guild_id, user_id, name, None, now), True
+    return await storage.create_or_get_project(guild_id, user_id, projects.clean_name(raw), None, now)
 
 
 def validate_answer(status: str, note: str | None) -> tuple[str, str | None]:
@@ -120,15 +118,19 @@ async def answer(
 async def record(
     storage: Storage, prompts: Prompts, rng: random.Random, *, guild_id: int, user_id: int, local_date: str,
     round_id: int | None, member_name: str, server_name: str, status: str, project_name: str | None,
-    note: str | None, via: str, now: datetime, extra_dates: tuple[str, ...] = (),
+    note: str | None, via: str, now: datetime, name_from_server: bool = True,
 ) -> AnswerOutcome:
     """Write a validated answer for (server, member, local date), from a channel round or a DM round alike, and
-    choose the coaching reply. The member's history is read once; the streak before and after come from it."""
+    choose the coaching reply. The member's history is read once; the streak before and after come from it.
+    `name_from_server=False` (a DM answer) never replaces the name stored from the server (its nickname)."""
     if project_name and project_name.strip():
         projects.clean_name(project_name)  # validate before anything is written
-    await storage.touch_member(guild_id, user_id, member_name, now)
-    history = await load_history(storage, guild_id, user_id, extra_dates)
-    before = history.streak(open_date=local_date)
+    await storage.touch_member(guild_id, user_id, member_name, now, from_server=name_from_server)
+    if not name_from_server:  # the coach addresses them by their name in that server, as everywhere else
+        stored = await storage.get_member(guild_id, user_id)
+        member_name = stored.display_name if stored and stored.display_name else member_name
+    history = await load_history(storage, guild_id, user_id)
+    before = history.streak()
     first_ever = not history.answers
     project, project_created = await resolve_project(storage, guild_id, user_id, project_name, now)
     checkin, created = await storage.upsert_checkin(
@@ -137,7 +139,7 @@ async def record(
     )
     metrics.answered(via)
     history.answers[local_date] = checkin.status
-    after = history.streak(open_date=local_date)
+    after = history.streak()
     situation = await voice.situation_for(
         storage, history, guild_id=guild_id, user_id=user_id, local_date=local_date, created=created,
         first_ever=first_ever, status=status, before=before.current, after=after.current,

@@ -2,8 +2,8 @@
 
 A member switches DMs on per server with their own wall-clock time, IANA zone and weekdays. Like the
 channel round, the wall-clock time holds across daylight-saving changes. A DM round is one row per
-(server, member, member-local date); an answer to it is the member's check-in for that server and date,
-exactly as a channel answer is (one per member per local date per server, +1 point only when new).
+(server, member, member-local date), for sending it exactly once; an answer to it is the member's check-in for
+the server's open round, exactly as a channel answer is (one calendar: the server's; +1 point only when new).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from coach.errors import BadInput, Conflict, NotAllowed, NotFound
 from coach.outbox import Take, TakeReport, catch_up
 from coach.prompts import Prompts
 from coach.schedule import format_days, next_occurrence, parse_days, parse_time, parse_timezone
-from coach.storage import Storage
+from coach.storage import Round, Storage
 from coach.text import ts
 from coach.textparse import ParsedReply
 
@@ -168,7 +168,7 @@ def take_for(schedule: DMSchedule, now: datetime, grace: timedelta) -> tuple[Tak
     return take, len(plan.missed)
 
 
-async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int = 500) -> TakeReport:
+async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int = 200) -> TakeReport:
     """Take every due DM schedule into the outbox, a chunk per transaction."""
     report = TakeReport()
     while True:
@@ -177,9 +177,9 @@ async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int
         for schedule in due:
             try:
                 take, missed = take_for(schedule, now, grace)
-            except Exception:
-                log.exception("DM schedule of user %s in guild %s is broken; switched off",
-                              schedule.user_id, schedule.guild_id)
+            except Exception as exc:
+                log.error("DM schedule of user %s in guild %s can't be computed (%s); switched off",
+                          schedule.user_id, schedule.guild_id, exc)
                 await storage.break_schedule("dm", schedule.guild_id, schedule.user_id, "broken_schedule", now)
                 report.broken += 1
                 continue
@@ -257,30 +257,52 @@ def check_open(dm_round: DMRound | None, user_id: int, now: datetime) -> DMRound
 # ---------------------------------------------------------------- answering
 
 
+def server_round(dm_round: DMRound, latest: Round | None, server: str, *, names_round: bool) -> Round:
+    """The server's round a DM answer counts for: the one open now (its latest posted round), whatever the
+    member's own date. Like the channel: a DM's buttons name the round the DM was sent for (`names_round`), and
+    if a newer round opened since, that one has closed; a plain-text reply, like `/checkin`, names no round and
+    answers the open one."""
+    if latest is None:
+        raise NotFound(no_round_text(server))
+    stale = (latest.id != dm_round.round_id if dm_round.round_id is not None else  # the round it delivered
+             dm_round.sent_at is not None and latest.posted_at is not None and latest.posted_at > dm_round.sent_at)
+    if names_round and stale:
+        raise Conflict("That check-in has closed: a newer one is open now. Nothing was logged for the old one; "
+                       "answer the latest round instead (the buttons in the server, or `/checkin`).")
+    return latest
+
+
+def no_round_text(server: str) -> str:
+    return (f"Thanks for answering! **{server}** has no check-in open right now, so nothing was logged. "
+            "Your next DM comes once its next round is up; answer that one.")
+
+
 async def answer(
     storage: Storage, prompts: Prompts, rng: random.Random, *, dm_round: DMRound, member_name: str,
     server_name: str, status: str, project_name: str | None, note: str | None, via: str, now: datetime,
+    names_round: bool = True,
 ) -> AnswerOutcome:
-    """Record (or edit) the member's answer for the DM round's server and date, and choose the reply.
+    """Record (or edit) the member's answer to the server's open round, and choose the reply.
 
-    Counts exactly as a channel answer: the same checkins row (guild, member, local date), +1 point only
-    when the row is new; the streak counts the member's DM round dates as scheduled days too.
+    One calendar: a DM answer is dated by the server's round it answers (its latest posted round), exactly as
+    the channel buttons and `/checkin` are, so it is the same checkins row, +1 point only when new, and the
+    same streak. Nothing is logged when the server has no open round, or when the answer names the DM's round
+    (its buttons: `names_round`) and a newer one opened after the DM was sent.
     """
     status, note = checkins.validate_answer(status, note)
-    guild_id, user_id, local_date = dm_round.guild_id, dm_round.user_id, dm_round.local_date
-    channel_round = await storage.round_on(guild_id, local_date)
+    round_ = server_round(dm_round, await storage.latest_round(dm_round.guild_id), server_name,
+                          names_round=names_round)
     return await checkins.record(
-        storage, prompts, rng, guild_id=guild_id, user_id=user_id, local_date=local_date,
-        round_id=channel_round.id if channel_round is not None and channel_round.state == "posted" else None,
-        member_name=member_name, server_name=server_name, status=status, project_name=project_name, note=note,
-        via=via, now=now, extra_dates=tuple(await storage.dm_round_dates(guild_id, user_id)),
+        storage, prompts, rng, guild_id=round_.guild_id, user_id=dm_round.user_id, local_date=round_.local_date,
+        round_id=round_.id, member_name=member_name, server_name=server_name, status=status,
+        project_name=project_name, note=note, via=via, now=now, name_from_server=False,
     )
 
 
-def logged_line(outcome: AnswerOutcome, server: str, local_date: str) -> str:
+def logged_line(outcome: AnswerOutcome, server: str) -> str:
     what = checkins.describe(outcome.checkin, outcome.project)
     tail = " (+1 point)" if outcome.created else " Your earlier answer was updated; no extra points."
-    return f"Logged {what} for **{server}**, {day_label(local_date)}.{tail}"
+    return f"Logged {what} for **{server}**, {day_label(outcome.checkin.local_date)}.{tail}"
 
 
 def status_label(status: str) -> str:

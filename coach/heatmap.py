@@ -3,6 +3,14 @@
 Weeks are columns (oldest on the left, the last column is the week containing ``end``),
 weekdays are rows (Monday on top). Month labels run along the top, Mon/Wed/Fri at the
 left, a small legend below.
+
+The picture is laid out at most 400 points wide (Discord shows an embed image up to about 400 px wide) and
+drawn at ``SCALE`` (2x) so it stays sharp on high-density screens; every size below is in output pixels.
+
+The palette never paints alarm red: a missed round is a calm slate blue, a gap rather than a warning. The five
+states differ in lightness as well as hue, so they stay apart for red-green colour-blind members too
+(``tests/test_heatmap.py`` checks every pair under deuteranopia and protanopia simulations); the legend names
+each colour in words.
 """
 
 from __future__ import annotations
@@ -25,29 +33,35 @@ __all__ = [
     "MARGIN_RIGHT",
     "MARGIN_TOP",
     "MONTHS",
+    "SCALE",
     "cell_origin",
     "grid_start",
     "heatmap_size",
     "render_heatmap",
 ]
 
-CELL = 12
-GAP = 2
-MARGIN_LEFT = 28
-MARGIN_TOP = 18
-MARGIN_RIGHT = 6
-LEGEND_HEIGHT = 18
-MARGIN_BOTTOM = 4
+SCALE = 2
+CELL = 12 * SCALE
+GAP = 2 * SCALE
+MARGIN_LEFT = 28 * SCALE
+MARGIN_TOP = 18 * SCALE
+MARGIN_RIGHT = 6 * SCALE
+LEGEND_HEIGHT = 20 * SCALE
+MARGIN_BOTTOM = 4 * SCALE
+RADIUS = 2 * SCALE
+FONT_SIZE = 10 * SCALE
 
+# Lightness, then hue, tells the states apart (CIE L*: finished 55, unfinished 85, skipped 74, missed 45, no round
+# 23, on a background of 12), so the pairs that red-green colour blindness merges in hue keep apart in lightness.
 COLORS: dict[str, tuple[int, int, int]] = {
-    "finished": (46, 204, 113),
-    "unfinished": (241, 196, 15),
-    "skipped": (149, 165, 166),
-    "missed": (231, 76, 60),
-    "none": (44, 47, 51),  # no round that day
+    "finished": (16, 152, 92),     # emerald
+    "unfinished": (245, 212, 70),  # warm yellow
+    "skipped": (170, 184, 194),    # light blue-grey
+    "missed": (94, 102, 160),      # calm slate blue: a gap, not an alarm
+    "none": (54, 56, 60),          # no round that day
 }
 BACKGROUND = (30, 31, 34)
-TEXT_COLOR = (185, 187, 190)
+TEXT_COLOR = (196, 199, 204)
 
 # Fixed English abbreviations: never depend on the process locale.
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -65,7 +79,8 @@ _STEP = CELL + GAP
 
 @lru_cache(maxsize=1)
 def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default()
+    """Pillow's bundled scalable font (Aileron) at the picture's scale: no system font needed."""
+    return ImageFont.load_default(size=FONT_SIZE)
 
 
 def _check_weeks(weeks: int) -> None:
@@ -117,11 +132,12 @@ def render_heatmap(days: Mapping[date, str], end: date, weeks: int = 26) -> byte
     for i in range(n_days):
         d = start + timedelta(days=i)
         x, y = cell_origin(i // 7, i % 7)
-        draw.rectangle((x, y, x + CELL - 1, y + CELL - 1), fill=COLORS[days.get(d, "none")])
+        draw.rounded_rectangle((x, y, x + CELL - 1, y + CELL - 1), RADIUS, fill=COLORS[days.get(d, "none")])
 
-    # Month labels: over the first column whose Monday falls in a new month; the first
-    # column is labelled too unless that would collide with the next label.
-    label_y = 2
+    # Month labels (on a common baseline just above the grid): over the first column whose Monday falls in a new
+    # month; the first column is labelled too unless that would collide with the next label.
+    baseline = MARGIN_TOP - 5 * SCALE
+    room = 2 * SCALE
     prev_right = -1
     for w in range(weeks):
         monday = start + timedelta(weeks=w)
@@ -129,8 +145,8 @@ def render_heatmap(days: Mapping[date, str], end: date, weeks: int = 26) -> byte
             continue
         text = MONTHS[monday.month - 1]
         x, _ = cell_origin(w, 0)
-        left, _, right, _ = draw.textbbox((x, label_y), text, font=font)
-        if left <= prev_right + 2:
+        left, _, right, _ = draw.textbbox((x, baseline), text, font=font, anchor="ls")
+        if left <= prev_right + room:
             continue
         if w == 0 and weeks > 1:
             # Skip the partial first month if the next month's label starts too soon.
@@ -138,29 +154,29 @@ def render_heatmap(days: Mapping[date, str], end: date, weeks: int = 26) -> byte
                 (k for k in range(1, weeks) if (start + timedelta(weeks=k)).month != monday.month),
                 None,
             )
-            if nxt is not None and cell_origin(nxt, 0)[0] <= right + 2:
+            if nxt is not None and cell_origin(nxt, 0)[0] <= right + room:
                 continue
         if right > img.width:
             continue
-        draw.text((x, label_y), text, fill=TEXT_COLOR, font=font)
+        draw.text((x, baseline), text, fill=TEXT_COLOR, font=font, anchor="ls")
         prev_right = right
 
     # Weekday labels.
     for weekday, text in _WEEKDAY_LABELS.items():
         _, y = cell_origin(0, weekday)
-        draw.text((2, y + CELL // 2), text, fill=TEXT_COLOR, font=font, anchor="lm")
+        draw.text((2 * SCALE, y + CELL // 2), text, fill=TEXT_COLOR, font=font, anchor="lm")
 
-    # Legend, left to right, as far as it fits.
-    ly = MARGIN_TOP + 7 * _STEP - GAP + 6
+    # Legend, left to right, as far as it fits: a swatch and its name in words for each state.
+    swatch = CELL - 2 * SCALE
+    ly = MARGIN_TOP + 7 * _STEP - GAP + 7 * SCALE
     lx = MARGIN_LEFT
     for key, label in _LEGEND:
         text_w = draw.textlength(label, font=font)
-        if lx + CELL - 3 + 3 + text_w > img.width - MARGIN_RIGHT:
+        if lx + swatch + 4 * SCALE + text_w > img.width - MARGIN_RIGHT:
             break
-        s = CELL - 3
-        draw.rectangle((lx, ly, lx + s - 1, ly + s - 1), fill=COLORS[key])
-        draw.text((lx + s + 3, ly + s // 2), label, fill=TEXT_COLOR, font=font, anchor="lm")
-        lx += int(s + 3 + text_w + 10)
+        draw.rounded_rectangle((lx, ly, lx + swatch - 1, ly + swatch - 1), RADIUS, fill=COLORS[key])
+        draw.text((lx + swatch + 4 * SCALE, ly + swatch // 2), label, fill=TEXT_COLOR, font=font, anchor="lm")
+        lx += int(swatch + 4 * SCALE + text_w + 11 * SCALE)
 
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)

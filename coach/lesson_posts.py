@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 from coach.clock import from_unix, to_unix
 from coach.errors import BadInput
+from coach.journey import tell_unlocks
+from coach.lessons import LessonLibrary
 from coach.outbox import Take, TakeReport, catch_up
 from coach.schedule import next_occurrence, parse_time
 from coach.storage import Storage
@@ -48,7 +50,7 @@ def take_for(schedule: Storage.LessonSchedule, now: datetime, grace: timedelta, 
 
 
 async def take_due(storage: Storage, now: datetime, grace: timedelta,
-                   next_lesson: Callable[[int], Awaitable[str]], limit: int = 200) -> TakeReport:
+                   next_lesson: Callable[[int], Awaitable[str]], limit: int = 100) -> TakeReport:
     """Take every due lesson schedule into the outbox; `next_lesson(guild_id)` names the lesson it posts."""
     report = TakeReport()
     while True:
@@ -57,9 +59,9 @@ async def take_due(storage: Storage, now: datetime, grace: timedelta,
         for schedule in due:
             try:
                 take, missed = take_for(schedule, now, grace, await next_lesson(schedule.guild_id))
-            except Exception:
-                log.exception("guild %s: its lesson schedule can't be computed; stopped until /coach lessons",
-                              schedule.guild_id)
+            except Exception as exc:
+                log.error("guild %s: its lesson schedule can't be computed (%s); stopped until /coach lessons",
+                          schedule.guild_id, exc)
                 await storage.break_schedule("lesson", schedule.guild_id, None, "broken_schedule", now)
                 report.broken += 1
                 continue
@@ -92,7 +94,7 @@ class Reflected:
 
 
 async def reflect(storage: Storage, *, guild_id: int, user_id: int, display_name: str, lesson_id: str,
-                  text: str | None, now: datetime) -> Reflected:
+                  text: str | None, now: datetime, library: LessonLibrary | None = None) -> Reflected:
     """Save a member's private reflection; the first one on a lesson earns +2 depth points, edits nothing.
 
     The award is asked for every time and the ledger grants it once per (member, lesson), so a reflection
@@ -102,4 +104,7 @@ async def reflect(storage: Storage, *, guild_id: int, user_id: int, display_name
     await storage.touch_member(guild_id, user_id, display_name, now)
     created = await storage.save_reflection(guild_id, user_id, lesson_id, body, now)
     awarded = await storage.award(guild_id, user_id, "reflection", DEPTH_POINTS, lesson_id, now)
-    return Reflected(created, awarded, await storage.depth_points(guild_id, user_id))
+    depth = await storage.depth_points(guild_id, user_id)
+    if library is not None:  # a track reached with these points is told once (coach/journey.py)
+        await tell_unlocks(storage, library, guild_id, user_id, depth, now)
+    return Reflected(created, awarded, depth)

@@ -39,6 +39,7 @@ class Job:
     attempts: int
     first_try_at: int | None
     lease_until: int
+    error: str | None = None   # why the last attempt didn't post (a retry's reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +87,12 @@ def catch_up(stored_due: datetime, now: datetime, grace: timedelta,
              following: Callable[[datetime], datetime]) -> CatchUp:
     """After an outage of any length, the latest occurrence that is still inside `grace` posts once.
 
-    `following(t)` is the schedule's first occurrence strictly after t. Occurrences between the stored next
-    run and now are walked (at most LOOKBACK back); all but the latest are missed, and the latest is missed
-    too when it is older than `grace`.
+    `following(t)` is the schedule's first occurrence strictly after t. The stored next run and the occurrences
+    after it up to now are walked (at most LOOKBACK back); all but the latest are missed, and the latest is
+    missed too when it is older than `grace`.
     """
-    cursor = max(stored_due, now - LOOKBACK) - timedelta(seconds=1)
-    seen: list[datetime] = []
+    seen: list[datetime] = [stored_due] if stored_due <= now else []
+    cursor = max(stored_due, now - LOOKBACK)
     while True:
         nxt = following(cursor)
         if nxt > now:
@@ -99,7 +100,7 @@ def catch_up(stored_due: datetime, now: datetime, grace: timedelta,
         seen.append(nxt)
         cursor = nxt
     next_due = following(now)
-    if not seen:  # the stored time was not an occurrence any more (the schedule changed): nothing to post
+    if not seen:
         return CatchUp(None, False, (), next_due)
     latest = seen[-1]
     if now - latest <= grace:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from coach.errors import BadInput, Conflict, NotFound
+from coach.members import may_name_publicly
 from coach.storage import Project, Storage
 from coach.text import PROJECT_NAME_MAX, cut
 
@@ -43,10 +44,11 @@ def parse_deadline(raw: str | None, today: date) -> str | None:
 async def start(storage: Storage, guild_id: int, user_id: int, raw_name: str, deadline: str | None,
                 now: datetime) -> Project:
     name = clean_name(raw_name)
-    if await storage.find_active_project(guild_id, user_id, name):
+    project, created = await storage.create_or_get_project(guild_id, user_id, name, deadline, now)
+    if not created:
         raise Conflict(f"You already have an active project called **{cut(name, 80)}**. Pick another name, "
                        "or finish or drop that one first.")
-    return await storage.create_project(guild_id, user_id, name, deadline, now)
+    return project
 
 
 async def own_active(storage: Storage, guild_id: int, user_id: int, raw_name: str) -> Project:
@@ -69,12 +71,11 @@ class FinishOutcome:
 
 async def finish(storage: Storage, guild_id: int, user_id: int, raw_name: str, now: datetime) -> FinishOutcome:
     project = await own_active(storage, guild_id, user_id, raw_name)
-    if not await storage.close_project(project.id, "finished", now):
+    closed, awarded = await storage.finish_project(project, FINISH_POINTS, now)
+    if not closed:
         raise Conflict("That project was just closed elsewhere; `/project list` shows where it stands.")
-    awarded = await storage.award(guild_id, user_id, "finish", FINISH_POINTS, str(project.id), now)
     member = await storage.get_member(guild_id, user_id)
-    wants = member.announce if member else True
-    announce = wants and await storage.mark_announced(project.id)
+    announce = may_name_publicly(member.announce if member else None) and await storage.mark_announced(project.id)
     return FinishOutcome(project, FINISH_POINTS if awarded else 0, announce)
 
 

@@ -12,7 +12,7 @@ from coach.schedule import next_occurrence, parse_time
 from coach.storage import GuildSettings, Storage
 
 log = logging.getLogger("bounce.rounds")
-CHUNK = 200  # schedules per take transaction: short enough that members' answers never wait long behind it
+CHUNK = 100  # schedules per take transaction: short, so members' answers never wait long behind one
 
 
 def next_due_for(guild_time: str, timezone: str, days: int, after: datetime) -> datetime:
@@ -47,9 +47,9 @@ async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int
         for guild in due:
             try:
                 take, missed = take_for(guild, now, grace)
-            except Exception:
-                log.exception("guild %s: its schedule can't be computed (%s %s); paused until /coach setup",
-                              guild.guild_id, guild.time_local, guild.timezone)
+            except Exception as exc:  # e.g. a zone a tzdata update retired: this server stops, nobody else does
+                log.error("guild %s: its schedule can't be computed (%s %s: %s); paused until /coach setup",
+                          guild.guild_id, guild.time_local, guild.timezone, exc)
                 await storage.break_schedule("round", guild.guild_id, None, "broken_schedule", now)
                 report.broken += 1
                 continue

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_base_url: str | None = None
 
+    @field_validator("discord_token", mode="before")
+    @classmethod
+    def _token(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
     @field_validator("dev_guild_id", "web_port", "web_base_url", mode="before")
     @classmethod
     def _blank_none(cls, value: object) -> object:
@@ -96,4 +101,8 @@ def load_settings(**overrides: object) -> Settings:
         name = str(err["loc"][0]).upper() if err.get("loc") else "settings"
         if err.get("type") == "missing":
             raise SettingsError(f"{name} is not set; put it in the environment or in .env (see .env.example).") from None
+        raw = err.get("input")
+        if isinstance(raw, str) and not raw.strip():
+            raise SettingsError(f"{name} is empty; put its value after `{name}=` in the environment or in .env "
+                                "(see .env.example).") from None
         raise SettingsError(f"{name} is malformed: {err.get('msg', 'invalid value')}.") from None

@@ -17,10 +17,13 @@ import aiosqlite
 
 from coach.board import recap_week
 from coach.clock import to_unix
+from coach.members import may_name_publicly
 from coach.outbox import Job, Sent, Take, crashpoint
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: Ledger kinds that are depth points: a reflection (+2) and a Your Turn exercise marked done (+1).
+DEPTH_KINDS = "('reflection', 'exercise')"
 _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -148,10 +151,12 @@ class Storage:
             target.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path), isolation_level=None)
         try:
+            await db.execute("PRAGMA busy_timeout=5000")  # first: another process may be opening it right now
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
+            # The one rule for naming a member in public (coach.members), callable from SQL under the same name.
+            await db.create_function("may_name_publicly", 1, may_name_publicly, deterministic=True)
             store = cls(db, target)
             await store._migrate(migrations(migrations_dir))
         except BaseException:
@@ -163,12 +168,16 @@ class Storage:
         await self.db.close()
 
     async def _migrate(self, known: Sequence[tuple[int, str, str]]) -> None:
+        """Apply the migrations this database lacks, each in its own IMMEDIATE transaction.
+
+        Safe when several processes start together: a migration's first statement records its version, so
+        whoever comes second hits the primary key, rolls back untouched, and moves on to the next one.
+        """
         await self.db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
             "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
         )
-        async with self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
-            current = (await cur.fetchone())[0]
+        current = await self.schema_version()
         newest = known[-1][0] if known else 0
         if current > newest:
             raise DatabaseTooNew(
@@ -178,9 +187,21 @@ class Storage:
         for version, name, sql in known:
             if version <= current:
                 continue
-            log.info("applying migration %s", name)
-            await self.db.executescript(f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_migrations (version, name) "
-                                        f"VALUES ({version}, '{name}');\nCOMMIT;")
+            try:
+                await self.db.executescript(
+                    f"BEGIN IMMEDIATE;\nINSERT INTO schema_migrations (version, name) VALUES ({version}, '{name}');"
+                    f"\n{sql}\nCOMMIT;")
+            except sqlite3.IntegrityError:
+                await self.db.execute("ROLLBACK")
+                if await self.schema_version() < version:
+                    raise  # the migration itself broke a constraint: not a race
+                log.info("migration %s was applied by another process", name)
+                continue
+            except BaseException:
+                if self.db.in_transaction:
+                    await self.db.execute("ROLLBACK")
+                raise
+            log.info("applied migration %s", name)
 
     async def schema_version(self) -> int:
         async with self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
@@ -371,7 +392,7 @@ class Storage:
 
     # ------------------------------------------------------------ outbox (coach/outbox.py)
 
-    _JOB_COLS = "id, kind, ref_id, guild_id, due_at, expires_at, attempts, first_try_at, lease_until"
+    _JOB_COLS = "id, kind, ref_id, guild_id, due_at, expires_at, attempts, first_try_at, lease_until, error"
 
     async def take_due(self, kind: str, takes: Sequence[Take], now: datetime) -> list[int]:
         """Advance each due schedule (compare-and-set) and insert what it posts with its outbox row, all in
@@ -586,12 +607,15 @@ class Storage:
 
     # ------------------------------------------------------------ members
 
-    async def touch_member(self, guild_id: int, user_id: int, display_name: str, now: datetime) -> None:
+    async def touch_member(self, guild_id: int, user_id: int, display_name: str, now: datetime, *,
+                           from_server: bool = True) -> None:
+        """Store the member's name in this server (coach.members.display_name). A name seen outside the server
+        (`from_server=False`, a DM: no nickname there) only fills an empty name, never replaces the server's."""
         await self.execute(
             """INSERT INTO members (guild_id, user_id, display_name, first_seen) VALUES (?, ?, ?, ?)
                ON CONFLICT (guild_id, user_id) DO UPDATE SET display_name = excluded.display_name
-               WHERE members.display_name != excluded.display_name""",
-            (guild_id, user_id, display_name[:100], to_unix(now)),
+               WHERE members.display_name != excluded.display_name AND (? OR members.display_name = '')""",
+            (guild_id, user_id, display_name[:100], to_unix(now), int(from_server)),
         )
 
     async def get_member(self, guild_id: int, user_id: int) -> Member | None:
@@ -751,33 +775,29 @@ class Storage:
         self, *, guild_id: int, user_id: int, local_date: str, round_id: int | None, status: str,
         project_id: int | None, note: str | None, via: str, now: datetime,
     ) -> tuple[Checkin, bool]:
-        """Write the member's answer for that date. Returns (checkin, created); +1 point only when created."""
+        """Write the member's answer for that date. Returns (checkin, created); +1 point only when created.
+        Insert first, update on conflict (no check-then-insert): a double submit edits, it never raises."""
         ts = to_unix(now)
         async with self.transaction() as db:
             async with db.execute(
-                "SELECT id FROM checkins WHERE guild_id = ? AND user_id = ? AND local_date = ?",
-                (guild_id, user_id, local_date),
+                "INSERT INTO checkins (guild_id, user_id, local_date, round_id, status, project_id, note, via, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (guild_id, user_id, local_date) DO NOTHING RETURNING id",
+                (guild_id, user_id, local_date, round_id, status, project_id, note, via, ts, ts),
             ) as cur:
-                existing = await cur.fetchone()
-            if existing:
-                await db.execute(
-                    "UPDATE checkins SET status = ?, project_id = ?, note = ?, via = ?, updated_at = ?, "
-                    "round_id = COALESCE(round_id, ?) WHERE id = ?",
-                    (status, project_id, note, via, ts, round_id, existing[0]),
-                )
-                created = False
-            else:
-                await db.execute(
-                    "INSERT INTO checkins (guild_id, user_id, local_date, round_id, status, project_id, note, via, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (guild_id, user_id, local_date, round_id, status, project_id, note, via, ts, ts),
-                )
+                created = await cur.fetchone() is not None
+            if created:
                 await db.execute(
                     "INSERT OR IGNORE INTO points (guild_id, user_id, kind, amount, ref, created_at) "
                     "VALUES (?, ?, 'checkin', 1, ?, ?)",
                     (guild_id, user_id, local_date, ts),
                 )
-                created = True
+            else:
+                await db.execute(
+                    "UPDATE checkins SET status = ?, project_id = ?, note = ?, via = ?, updated_at = ?, "
+                    "round_id = COALESCE(round_id, ?) WHERE guild_id = ? AND user_id = ? AND local_date = ?",
+                    (status, project_id, note, via, ts, round_id, guild_id, user_id, local_date),
+                )
             async with db.execute(
                 f"SELECT {_CHECKIN_COLS} FROM checkins WHERE guild_id = ? AND user_id = ? AND local_date = ?",
                 (guild_id, user_id, local_date),
@@ -1026,12 +1046,95 @@ class Storage:
         return {r[0] for r in rows}
 
     async def depth_points(self, guild_id: int, user_id: int) -> int:
-        """A member's depth points in a server: the sum of their 'reflection' entries in the ledger."""
+        """A member's depth points in a server: their 'reflection' and 'exercise' entries in the ledger."""
         row = await self.fetchone(
-            "SELECT COALESCE(SUM(amount), 0) FROM points WHERE guild_id = ? AND user_id = ? AND kind = 'reflection'",
+            f"SELECT COALESCE(SUM(amount), 0) FROM points WHERE guild_id = ? AND user_id = ? AND kind IN {DEPTH_KINDS}",
             (guild_id, user_id),
         )
         return row[0]
+
+    # ------------------------------------------------------------ lesson journey (exercises done, reads, unlocks)
+
+    async def done_lesson_ids(self, guild_id: int, user_id: int) -> set[str]:
+        """Lessons whose Your Turn exercise the member marked done (their 'exercise' entries in the ledger)."""
+        rows = await self.fetchall(
+            "SELECT ref FROM points WHERE guild_id = ? AND user_id = ? AND kind = 'exercise'", (guild_id, user_id)
+        )
+        return {r[0] for r in rows}
+
+    async def mark_lesson_read(self, guild_id: int, user_id: int, lesson_id: str, now: datetime) -> None:
+        await self.execute(
+            "INSERT OR IGNORE INTO lesson_reads (guild_id, user_id, lesson_id, read_at) VALUES (?, ?, ?, ?)",
+            (guild_id, user_id, lesson_id, to_unix(now)),
+        )
+
+    async def read_lesson_ids(self, guild_id: int, user_id: int) -> set[str]:
+        rows = await self.fetchall(
+            "SELECT lesson_id FROM lesson_reads WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        return {r[0] for r in rows}
+
+    async def unlocked_tracks(self, guild_id: int, user_id: int) -> set[str]:
+        """Tracks the member has been told they unlocked."""
+        rows = await self.fetchall(
+            "SELECT track FROM lesson_unlocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        return {r[0] for r in rows}
+
+    async def record_unlocks(self, guild_id: int, user_id: int, tracks: Sequence[str], notice: str,
+                             now: datetime) -> list[str]:
+        """Record newly unlocked tracks and, in the same transaction, add `notice` to the member's waiting
+        notice (shown once, with their next private reply here). Returns the tracks that were new; the notice
+        is added only when some were, so a member is told once."""
+        new: list[str] = []
+        async with self.transaction() as db:
+            for track in tracks:
+                async with db.execute(
+                    "INSERT OR IGNORE INTO lesson_unlocks (guild_id, user_id, track, unlocked_at) VALUES (?, ?, ?, ?)",
+                    (guild_id, user_id, track, to_unix(now)),
+                ) as cur:
+                    if cur.rowcount == 1:
+                        new.append(track)
+            if new:
+                await db.execute(
+                    "UPDATE members SET notice = CASE WHEN notice IS NULL OR notice = '' THEN ?1 "
+                    "ELSE notice || char(10) || '📌 ' || ?1 END WHERE guild_id = ?2 AND user_id = ?3",
+                    (notice, guild_id, user_id),
+                )
+        return new
+
+    async def posted_lesson_ids(self, guild_id: int, limit: int = 200) -> list[str]:
+        """The lessons posted in the server, newest first (a lesson posted twice appears twice)."""
+        rows = await self.fetchall(
+            "SELECT lesson_id FROM lesson_posts WHERE guild_id = ? AND state = 'posted' "
+            "ORDER BY local_date DESC, id DESC LIMIT ?",
+            (guild_id, limit),
+        )
+        return [r[0] for r in rows]
+
+    async def get_next_track(self, guild_id: int) -> str | None:
+        row = await self.fetchone("SELECT track FROM lesson_next_track WHERE guild_id = ?", (guild_id,))
+        return row[0] if row else None
+
+    async def set_next_track(self, guild_id: int, track: str | None, now: datetime) -> None:
+        """The track the server reads after its current one ends; None: the default (Core again)."""
+        if track is None:
+            await self.execute("DELETE FROM lesson_next_track WHERE guild_id = ?", (guild_id,))
+            return
+        await self.execute(
+            "INSERT INTO lesson_next_track (guild_id, track, chosen_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (guild_id) DO UPDATE SET track = excluded.track, chosen_at = excluded.chosen_at",
+            (guild_id, track, to_unix(now)),
+        )
+
+    async def depth_board(self, guild_id: int, period_id: int) -> list[BoardScore]:
+        """Everyone with depth points in a period (0 = all time), for /leaderboard rank:depth."""
+        rows = await self.fetchall(
+            "SELECT user_id, points, depth, reached_at FROM board_totals WHERE guild_id = ? AND period_id = ? "
+            "AND depth > 0",
+            (guild_id, period_id),
+        )
+        return [self.BoardScore(*r) for r in rows]
 
     # ============================================================ DM check-ins (section: DM feature)
     # Row classes live in this section (Storage.DMSchedule, Storage.DMRound) so the whole
@@ -1048,6 +1151,7 @@ class Storage:
         next_due: int | None
         off_reason: str | None
         off_at: int | None
+        member_checked_at: int | None = None   # when the member was last known to be in the server
 
     @dataclass(frozen=True, slots=True)
     class DMRound:
@@ -1065,7 +1169,8 @@ class Storage:
         sent_at: int | None
         round_id: int | None   # the server round this DM delivers (set when it is sent)
 
-    _DM_SCHEDULE_COLS = ("guild_id, user_id, enabled, time_local, timezone, days, next_due, off_reason, off_at")
+    _DM_SCHEDULE_COLS = ("guild_id, user_id, enabled, time_local, timezone, days, next_due, off_reason, off_at, "
+                         "member_checked_at")
     _DM_ROUND_COLS = ("id, guild_id, user_id, local_date, scheduled_at, closes_at, state, late, channel_id, "
                       "message_id, error, sent_at, round_id")
 
@@ -1084,13 +1189,18 @@ class Storage:
         ts = to_unix(now)
         await self.execute(
             """INSERT INTO dm_schedules (guild_id, user_id, enabled, time_local, timezone, days, next_due,
-                   created_at, updated_at)
-               VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)
+                   created_at, updated_at, member_checked_at)
+               VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (guild_id, user_id) DO UPDATE SET enabled = 1, time_local = excluded.time_local,
                    timezone = excluded.timezone, days = excluded.days, next_due = excluded.next_due,
-                   off_reason = NULL, off_at = NULL, updated_at = excluded.updated_at""",
-            (guild_id, user_id, time_local, timezone, days, next_due, ts, ts),
+                   off_reason = NULL, off_at = NULL, updated_at = excluded.updated_at,
+                   member_checked_at = excluded.member_checked_at""",
+            (guild_id, user_id, time_local, timezone, days, next_due, ts, ts, ts),
         )
+
+    async def dm_member_checked(self, guild_id: int, user_id: int, now: datetime) -> None:
+        await self.execute("UPDATE dm_schedules SET member_checked_at = ? WHERE guild_id = ? AND user_id = ?",
+                           (to_unix(now), guild_id, user_id))
 
     async def dm_off(self, guild_id: int, user_id: int, reason: str, now: datetime) -> bool:
         """Switch one server's DMs off; True when they were on."""
@@ -1152,7 +1262,10 @@ class Storage:
             return "server_removed", None
         if paused:
             return "server_paused", None
-        open_round = await self.latest_round(dm_round.guild_id)
+        row = await self.fetchone(  # the newest round posted or on its way (taken in the same tick as this DM)
+            f"SELECT {_ROUND_COLS} FROM rounds WHERE guild_id = ? AND state IN ('posted', 'claimed') "
+            "ORDER BY local_date DESC LIMIT 1", (dm_round.guild_id,))
+        open_round = _row(Round, row)
         if open_round is None:
             return "no_round", None
         if await self.get_checkin(dm_round.guild_id, dm_round.user_id, open_round.local_date) is not None:
@@ -1175,11 +1288,13 @@ class Storage:
                            (state, error, dm_round_id))
 
     async def open_dm_rounds(self, user_id: int, now: int) -> list[tuple[DMRound, bool]]:
-        """The member's DM rounds still open for answers (newest per server), each with `answered`."""
+        """The member's DM rounds still open for answers (newest per server), each with `answered`: whether the
+        member answered the server's open round (its latest posted round, which a DM answer counts for)."""
         rows = await self.fetchall(
             f"""SELECT {', '.join('d.' + c.strip() for c in self._DM_ROUND_COLS.split(','))},
                        EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = d.guild_id AND c.user_id = d.user_id
-                               AND c.local_date = d.local_date)
+                               AND c.local_date = (SELECT MAX(r.local_date) FROM rounds r
+                                                   WHERE r.guild_id = d.guild_id AND r.state = 'posted'))
                 FROM dm_rounds d WHERE d.user_id = ? AND d.state = 'sent' AND d.closes_at > ?
                 AND d.local_date = (SELECT MAX(local_date) FROM dm_rounds e WHERE e.user_id = d.user_id
                                     AND e.guild_id = d.guild_id AND e.state = 'sent')
@@ -1187,15 +1302,6 @@ class Storage:
             (user_id, now),
         )
         return [(self.DMRound(*r[:-1]), bool(r[-1])) for r in rows]
-
-    async def dm_round_dates(self, guild_id: int, user_id: int) -> list[str]:
-        """Dates a DM round reached the member: scheduled days for their streak in this server."""
-        rows = await self.fetchall(
-            "SELECT local_date FROM dm_rounds WHERE guild_id = ? AND user_id = ? AND state = 'sent' "
-            "ORDER BY local_date",
-            (guild_id, user_id),
-        )
-        return [r[0] for r in rows]
 
     async def get_dm_channel(self, user_id: int) -> int | None:
         row = await self.fetchone("SELECT channel_id FROM dm_channels WHERE user_id = ?", (user_id,))
@@ -1291,7 +1397,7 @@ class Storage:
                               AND (n.starts_at > b.starts_at OR (n.starts_at = b.starts_at AND n.id > b.id))))
         SELECT guild_id, period_id, user_id,
                SUM(CASE WHEN kind IN ('checkin', 'finish') THEN amount ELSE 0 END),
-               SUM(CASE WHEN kind = 'reflection' THEN amount ELSE 0 END),
+               SUM(CASE WHEN kind IN ('reflection', 'exercise') THEN amount ELSE 0 END),
                COALESCE(MAX(CASE WHEN kind IN ('checkin', 'finish') THEN created_at END), 0)
         FROM buckets GROUP BY guild_id, period_id, user_id"""
 
@@ -1341,7 +1447,7 @@ class Storage:
             await db.execute(
                 f"""INSERT INTO board_totals (guild_id, period_id, user_id, points, depth, reached_at)
                     SELECT guild_id, ?, user_id, SUM(CASE WHEN kind IN {self._BOARD_COUNTED} THEN amount ELSE 0 END),
-                           SUM(CASE WHEN kind = 'reflection' THEN amount ELSE 0 END),
+                           SUM(CASE WHEN kind IN ('reflection', 'exercise') THEN amount ELSE 0 END),
                            COALESCE(MAX(CASE WHEN kind IN {self._BOARD_COUNTED} THEN created_at END), 0)
                     FROM points INDEXED BY points_board WHERE guild_id = ? AND created_at >= ?
                     GROUP BY guild_id, user_id""",
@@ -1376,12 +1482,14 @@ class Storage:
             await db.execute("INSERT INTO board_totals (guild_id, period_id, user_id, points, depth, reached_at) "
                              + self._LEDGER_BUCKETS.format(where=where), params)
 
-    async def current_streaks(self, guild_id: int, user_ids: Iterable[int], open_date: str | None) -> dict[int, int]:
-        """Current streaks of many members at once, by the rules of coach.streaks.compute_streak.
+    async def current_streaks(self, guild_id: int, user_ids: Iterable[int],
+                              open_date: str | None = None) -> dict[int, int]:
+        """Current streaks of many members at once, by the rule of coach.streaks.member_streak.
 
         A member's streak is the number of days they answered after their last break: the newest posted
-        round before the open one (`open_date`, the latest posted round) that they neither answered nor
-        were away for. Rounds never posted don't exist here, so they break nobody.
+        round, other than the open one, that they neither answered nor were away for. The open round is the
+        latest posted round (`open_date` overrides it, for tests of the rule). Rounds never posted don't exist
+        here, so they break nobody.
         """
         ids = sorted(set(user_ids))
         if not ids:
@@ -1389,9 +1497,12 @@ class Storage:
         values = ", ".join(f"(?{i})" for i in range(3, len(ids) + 3))
         rows = await self.fetchall(
             f"""WITH cand(uid) AS (VALUES {values}),
+                open_round(d) AS (SELECT COALESCE(?2, (SELECT MAX(local_date) FROM rounds
+                                                       WHERE guild_id = ?1 AND state = 'posted'), '')),
                 brk(uid, b) AS (
                     SELECT uid, (SELECT r.local_date FROM rounds r
-                                 WHERE r.guild_id = ?1 AND r.state = 'posted' AND r.local_date < ?2
+                                 WHERE r.guild_id = ?1 AND r.state = 'posted'
+                                 AND r.local_date <> (SELECT d FROM open_round)
                                  AND NOT EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1
                                                  AND c.user_id = cand.uid AND c.local_date = r.local_date)
                                  AND NOT EXISTS (SELECT 1 FROM away_periods a WHERE a.guild_id = ?1
@@ -1401,7 +1512,7 @@ class Storage:
                     FROM cand)
                SELECT uid, (SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = brk.uid
                             AND c.local_date > COALESCE(brk.b, '')) FROM brk""",
-            (guild_id, open_date or "9999-12-31", *ids),
+            (guild_id, open_date, *ids),
         )
         return {r[0]: r[1] for r in rows}
 
@@ -1415,6 +1526,49 @@ class Storage:
             (guild_id, *ids),
         )
         return {r[0]: r[1] for r in rows}
+
+    # ------------------------------------------------------------ exactly once: projects
+    # Writes that must never be half-done or raise on a double submit (issue 9, item 6).
+
+    async def create_or_get_project(self, guild_id: int, user_id: int, name: str, deadline: str | None,
+                                    now: datetime) -> tuple[Project, bool]:
+        """The member's active project of that name, created if there is none: (project, created). Two
+        requests racing to create it both get the one row (the unique index decides, no check-then-insert)."""
+        async with self.transaction() as db:
+            async with db.execute(
+                f"""INSERT INTO projects (guild_id, user_id, name, name_key, deadline, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (guild_id, user_id, name_key) WHERE status = 'active' DO NOTHING
+                    RETURNING {_PROJECT_COLS}""",
+                (guild_id, user_id, name, name.casefold(), deadline, to_unix(now)),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return Project(*row), True
+            async with db.execute(
+                f"SELECT {_PROJECT_COLS} FROM projects WHERE guild_id = ? AND user_id = ? AND name_key = ? "
+                "AND status = 'active'",
+                (guild_id, user_id, name.casefold()),
+            ) as cur:
+                return Project(*(await cur.fetchone())), False
+
+    async def finish_project(self, project: Project, points: int, now: datetime) -> tuple[bool, bool]:
+        """Close an active project as finished and award its points in one transaction: (closed, awarded).
+        Points come once per project (the ledger's unique ref), however often this is called."""
+        ts = to_unix(now)
+        async with self.transaction() as db:
+            async with db.execute(
+                "UPDATE projects SET status = 'finished', closed_at = ? WHERE id = ? AND status = 'active'",
+                (ts, project.id),
+            ) as cur:
+                if cur.rowcount != 1:
+                    return False, False
+            async with db.execute(
+                "INSERT OR IGNORE INTO points (guild_id, user_id, kind, amount, ref, created_at) "
+                "VALUES (?, ?, 'finish', ?, ?, ?)",
+                (project.guild_id, project.user_id, points, str(project.id), ts),
+            ) as cur:
+                return True, cur.rowcount == 1
 
     # ------------------------------------------------------------ board: seasons
 
@@ -1587,22 +1741,50 @@ class Storage:
         )
         return row[0], row[1], row[2]
 
-    async def finished_projects_between(self, guild_id: int, start: int, end: int,
-                                        limit: int = 50) -> list[FinishedProject]:
-        rows = await self.fetchall(
-            """SELECT p.user_id, m.display_name, p.name, p.closed_at FROM projects p
-               LEFT JOIN members m ON m.guild_id = p.guild_id AND m.user_id = p.user_id
-               WHERE p.guild_id = ? AND p.status = 'finished' AND p.closed_at >= ? AND p.closed_at < ?
-               ORDER BY p.closed_at, p.id LIMIT ?""",
-            (guild_id, start, end, limit),
-        )
-        return [self.FinishedProject(*r) for r in rows]
-
     async def checkin_users_since(self, guild_id: int, since: str) -> list[int]:
         rows = await self.fetchall(
             "SELECT DISTINCT user_id FROM checkins WHERE guild_id = ? AND local_date >= ?", (guild_id, since)
         )
         return [r[0] for r in rows]
+
+    # ------------------------------------------------------------ public names (announce off holds everywhere)
+    # Every public surface (celebration, weekly recap, a later server page) names members only through
+    # may_name_publicly(members.announce), the SQLite function registered from coach.members in `open`.
+
+    @dataclass(frozen=True, slots=True)
+    class PublicFinished:
+        """Finished projects in a time range: `total` counts every one; `named` are those whose members may be
+        named publicly (oldest first, at most the query's limit)."""
+        named: list[Storage.FinishedProject]
+        total: int
+
+    async def public_finished_projects(self, guild_id: int, start: int, end: int,
+                                       limit: int = 50) -> PublicFinished:
+        """Projects finished in [start, end) (UTC unix seconds): all counted, only the nameable ones listed."""
+        where = "p.guild_id = ? AND p.status = 'finished' AND p.closed_at >= ? AND p.closed_at < ?"
+        rows = await self.fetchall(
+            f"""SELECT p.user_id, m.display_name, p.name, p.closed_at FROM projects p
+               LEFT JOIN members m ON m.guild_id = p.guild_id AND m.user_id = p.user_id
+               WHERE {where} AND may_name_publicly(m.announce)
+               ORDER BY p.closed_at, p.id LIMIT ?""",
+            (guild_id, start, end, limit),
+        )
+        total = await self.fetchone(f"SELECT COUNT(*) FROM projects p WHERE {where}", (guild_id, start, end))
+        return self.PublicFinished([self.FinishedProject(*r) for r in rows], total[0])
+
+    async def nameable_members(self, guild_id: int, user_ids: Iterable[int]) -> set[int]:
+        """Those of `user_ids` who may be named publicly in this server (members never stored: the default)."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return set()
+        values = ", ".join("(?)" for _ in ids)
+        rows = await self.fetchall(
+            f"""WITH cand(uid) AS (VALUES {values})
+               SELECT uid FROM cand LEFT JOIN members m ON m.guild_id = ? AND m.user_id = cand.uid
+               WHERE may_name_publicly(m.announce)""",
+            (*ids, guild_id),
+        )
+        return {r[0] for r in rows}
 
     # ------------------------------------------------------------ board: export
 
@@ -1800,15 +1982,17 @@ class Storage:
         return [self.BoardScore(*r) for r in rows], total
 
     async def may_name_publicly(self, guild_id: int, user_ids: Iterable[int]) -> set[int]:
-        """Of `user_ids`, the members whose finished projects may be named in public: announcements on
-        (/me announce) and not off the pages (/me public). The one rule the page's finished-tracks wall reads."""
+        """Of `user_ids`, the members whose finished projects the page may name: the one public-naming rule
+        (coach.members.may_name_publicly, announcements on) and not off the pages (/me public off)."""
         ids = sorted(set(user_ids))
         if not ids:
             return set()
+        values = ", ".join("(?)" for _ in ids)
         rows = await self.fetchall(
-            f"SELECT user_id FROM members WHERE guild_id = ? AND user_id IN ({', '.join('?' * len(ids))}) "
-            "AND announce = 1 AND public = 1",
-            (guild_id, *ids),
+            f"""WITH cand(uid) AS (VALUES {values})
+               SELECT uid FROM cand LEFT JOIN members m ON m.guild_id = ? AND m.user_id = cand.uid
+               WHERE may_name_publicly(m.announce) AND COALESCE(m.public, 1) = 1""",
+            (*ids, guild_id),
         )
         return {r[0] for r in rows}
 

@@ -1,7 +1,12 @@
 """Streaks, milestones and check-in rate: pure functions over a member's rounds.
 
-Only rounds actually posted in the server are passed in. A scheduled day on which
-no round was posted (bot down, schedule changed) is simply absent and breaks nobody.
+This module holds THE streak rule; `/stats`, `/leaderboard` (its SQL in ``Storage.current_streaks`` must
+agree, and a property test proves it does), milestone replies and the weekly recap all use it.
+
+The streak days (``member_days``) are the rounds actually posted in the server, plus any day the member
+has an answer for (older data only: every answer is dated by the server's round it answers, whichever way it
+arrives). A scheduled day on which no round was posted (bot down, schedule changed) is simply absent and
+breaks nobody. The latest posted round is the open one.
 
 Rules (see PRODUCT.md, Concepts: Streak):
 
@@ -14,7 +19,7 @@ Rules (see PRODUCT.md, Concepts: Streak):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -28,6 +33,8 @@ __all__ = [
     "StreakResult",
     "checkin_rate",
     "compute_streak",
+    "member_days",
+    "member_streak",
     "milestone_reached",
     "nonfinished_run",
 ]
@@ -113,6 +120,25 @@ def compute_streak(rounds: Sequence[RoundDay]) -> StreakResult:
         best = max(best, current)
         days.append(StreakDay(r.local_date, outcome, current, explanation))
     return StreakResult(current=current, best=best, days=tuple(days))
+
+
+def member_days(posted: Iterable[str], answers: Mapping[str, str],
+                away: Sequence[tuple[str, str]]) -> list[RoundDay]:
+    """A member's streak days in one server, oldest first: the posted rounds (ISO dates) plus the days they
+    have an answer for, each marked away when inside an away period (inclusive ISO dates). The latest posted
+    round is the open one: unanswered, it neither counts nor breaks yet."""
+    posted = set(posted)
+    open_date = max(posted) if posted else None
+    return [RoundDay(date.fromisoformat(d), answers.get(d), away=any(a <= d <= b for a, b in away),  # type: ignore[arg-type]
+                     open=d == open_date)
+            for d in sorted(posted | set(answers))]
+
+
+def member_streak(posted: Iterable[str], answers: Mapping[str, str],
+                  away: Sequence[tuple[str, str]]) -> StreakResult:
+    """The reference: a member's current and best streak from the server's posted rounds, their answers by
+    date and their away periods."""
+    return compute_streak(member_days(posted, answers, away))
 
 
 def nonfinished_run(statuses_newest_first: Sequence[Status | None]) -> int:

@@ -25,6 +25,9 @@ NOTE_MAX = 1000
 PROJECT_NAME_MAX = 80
 
 _MARKDOWN_RE = re.compile(r"([\\*_~`|>#\[\]()-])")
+# A link as Discord would auto-link it (trailing punctuation is not part of it), with the <…> a member may have
+# put around it already.
+_LINK_RE = re.compile(r"<?(https?://[^\s<>]*[^\s<>.,;:!?'\")\]])>?", re.IGNORECASE)
 
 
 def cut(text: str, limit: int) -> str:
@@ -55,16 +58,28 @@ def escape_markdown(text: str) -> str:
     return _MARKDOWN_RE.sub(r"\\\1", text)
 
 
+def defuse(text: str) -> str:
+    """Member-written text made safe for any message, public ones included: markdown escaped, mention syntax
+    defused, and every link wrapped in <…> so it never unfurls into a preview (the bot's own embeds on the
+    same message stay; Discord's SUPPRESS_EMBEDS flag would hide those too)."""
+    out: list[str] = []
+    pos = 0
+    for link in _LINK_RE.finditer(text):
+        out.append(escape_markdown(text[pos:link.start()].replace("@", "@\u200b")))
+        out.append(f"<{link.group(1)}>")
+        pos = link.end()
+    out.append(escape_markdown(text[pos:].replace("@", "@\u200b")))
+    return "".join(out)
+
+
 def safe_name(name: str, limit: int = 32) -> str:
-    """A member's display name, safe to put in any message: cut, markdown escaped, no mention syntax."""
-    cleaned = cut(name or "someone", limit)
-    cleaned = cleaned.replace("@", "@\u200b")
-    return escape_markdown(cleaned)
+    """A member's display name, safe to put in any message: cut, then `defuse`d."""
+    return defuse(cut(name or "someone", limit))
 
 
 def safe_title(text: str, limit: int = PROJECT_NAME_MAX) -> str:
-    """Member-written names (projects) inside bold text: cut, markdown escaped, mention syntax defused."""
-    return escape_markdown(cut(text, limit)).replace("@", "@\u200b")
+    """Member-written names (projects) inside bold text: cut, then `defuse`d."""
+    return defuse(cut(text, limit))
 
 
 def ts(moment: datetime, style: str = "F") -> str:

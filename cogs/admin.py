@@ -24,7 +24,7 @@ from coach.schedule import (
     search_timezones,
 )
 from coach.storage import GuildSettings
-from coach.text import ts
+from coach.text import cut, ts
 from cogs.common import reply
 
 if TYPE_CHECKING:
@@ -137,6 +137,13 @@ class Admin(commands.Cog):
             )
         if role is not None and role.is_default():
             raise BadInput("I won't ping @everyone. Pick a role members can opt into, or leave `role` empty.")
+        if role is not None and not (role.mentionable or live_channel.permissions_for(me).mention_everyone):
+            raise BadInput(
+                f"I couldn't ping <@&{role.id}> in <#{channel.id}>: the role isn't mentionable and I'm not allowed "
+                "to mention roles there, so nobody would be notified. Turn on **Allow anyone to @mention this "
+                "role** in the role's settings (or give me **Mention @everyone, @here, and All Roles** in that "
+                "channel), then run `/coach setup` again, or leave `role` empty. Nothing was changed."
+            )
         now = self.now()
         nxt = next_occurrence(now, at, tz, mask)
         existing = await self.storage.get_guild(guild.id)
@@ -163,7 +170,6 @@ class Admin(commands.Cog):
     async def show(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         guild = await self.require_settings(interaction.guild_id)
-        tz = ZoneInfo(guild.timezone)
         embed = discord.Embed(title="Accountability Check settings", colour=discord.Colour.blurple())
         embed.add_field(name="Channel", value=f"<#{guild.channel_id}>")
         embed.add_field(name="Time", value=f"{guild.time_local} ({guild.timezone})")
@@ -172,7 +178,7 @@ class Admin(commands.Cog):
         if guild.paused:
             embed.add_field(name="Status", value="Paused. `/coach resume` starts it again.", inline=False)
         else:
-            runs, after = [], self.now()
+            runs, after, tz = [], self.now(), ZoneInfo(guild.timezone)
             for _ in range(3):
                 occ = next_occurrence(after, parse_time(guild.time_local), tz, guild.days)
                 runs.append(f"{ts(occ.due_utc)} ({ts(occ.due_utc, 'R')})")
@@ -183,7 +189,10 @@ class Admin(commands.Cog):
             when = f"{WEEKDAY_LONG[lessons.weekday]}s at {lessons.time_local} ({lessons.timezone})"
             if lessons.next_due and not guild.paused:
                 when += f", next {ts(from_unix(lessons.next_due), 'R')}"
-            embed.add_field(name="Lessons", value=f"<#{lessons.channel_id}>, {when}", inline=False)
+            lessons_cog = self.bot.get_cog("Lessons")
+            plan = await lessons_cog.plan_lines(guild.guild_id) if lessons_cog else []  # type: ignore[attr-defined]
+            embed.add_field(name="Lessons", value="\n".join([f"<#{lessons.channel_id}>, {when}", *plan]),
+                            inline=False)
         latest = await self.storage.latest_round(guild.guild_id)
         if latest and latest.message_id:
             link = f"https://discord.com/channels/{guild.guild_id}/{latest.channel_id}/{latest.message_id}"
@@ -232,17 +241,26 @@ class Admin(commands.Cog):
 
     # ------------------------------------------------------------------ lessons (delegates to cogs/lessons.py)
 
-    @coach.command(name="lessons", description="Where and when the weekly lessons are posted.")
-    @app_commands.describe(channel="Where lessons are posted", weekday="Which day (default: Monday)",
-                           time="Local time in 24-hour HH:MM (default: 10:00)")
+    @coach.command(name="lessons", description="Where and when the weekly lessons are posted, and which track follows.")
+    @app_commands.describe(channel="Where lessons are posted (needed the first time)",
+                           weekday="Which day (default: Monday)", time="Local time in 24-hour HH:MM (default: 10:00)",
+                           then="The track to post when the current one ends (default: the Core Track again)")
     @app_commands.choices(weekday=[app_commands.Choice(name=d, value=i) for i, d in enumerate(WEEKDAY_LONG)])
-    async def lessons(self, interaction: discord.Interaction, channel: discord.TextChannel,
+    async def lessons(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None,
                       weekday: app_commands.Choice[int] | None = None,
-                      time: app_commands.Range[str, 1, 20] | None = None) -> None:
+                      time: app_commands.Range[str, 1, 20] | None = None,
+                      then: app_commands.Range[str, 1, 100] | None = None) -> None:
         cog = self.bot.get_cog("Lessons")
         if cog is None:
             raise NotFound("Lessons aren't switched on for this bot right now.")
-        await cog.configure(interaction, channel, weekday.value if weekday else None, time)  # type: ignore[attr-defined]
+        await cog.configure(interaction, channel, weekday.value if weekday else None, time, then)  # type: ignore[attr-defined]
+
+    @lessons.autocomplete("then")
+    async def _track_ac(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        needle = current.strip().casefold()
+        return [app_commands.Choice(name=cut(f"{t.title} ({len(self.bot.lessons.track(t.name))} lessons)", 100),
+                                    value=t.name)
+                for t in self.bot.lessons.track_info if needle in t.name or needle in t.title.casefold()][:25]
 
     # ------------------------------------------------------------------ seasons and export (delegate to cogs/board.py)
 

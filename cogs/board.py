@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import board, voice
+from coach import board, checkins, journey, voice
 from coach.clock import from_unix, to_unix
 from coach.errors import Conflict, NotAllowed
 from coach.heatmap import render_heatmap
@@ -20,7 +20,7 @@ from coach.outbox import Job, Sent, Skip
 from coach.rounds import nonce_for
 from coach.storage import Round
 from coach.streaks import checkin_rate, compute_streak
-from coach.text import EMBED_FIELD_VALUE_MAX, cut, cut_block, escape_markdown, safe_name
+from coach.text import EMBED_FIELD_VALUE_MAX, cut_block, safe_name, safe_title
 from cogs.common import NO_PINGS, ConfirmButton, confirm_view, confirmable, member_name, reply
 from cogs.outbox import find_in_history, postable_channel
 from cogs.pages import Pager, register, setup_pages
@@ -36,9 +36,7 @@ COLOUR = discord.Colour.from_rgb(241, 196, 15)
 
 
 def name_of(names: dict[int, str], user_id: int) -> str:
-    """A member's name as the members table knows it; unknown members are shown as a mention, which an
-    embed renders as their name and never pings."""
-    return board.shown_name(names.get(user_id)) or f"<@{user_id}>"
+    return board.member_label(names.get(user_id), user_id)
 
 
 async def guild_tz(bot: BounceBot, guild_id: int) -> str:
@@ -52,12 +50,10 @@ async def guild_tz(bot: BounceBot, guild_id: int) -> str:
 class BoardPager(Pager):
     """One member's view of the board; the key carries server, period (week, month, s<season id>, all), caller."""
 
-    def __init__(self, bot: BounceBot, guild_id: int, period: str, caller: int) -> None:
-        super().__init__(key=f"lb:{guild_id}:{period}:{caller}")
-        self.bot, self.guild_id, self.period, self.caller = bot, guild_id, period, caller
-
-    async def allowed(self, interaction: discord.Interaction) -> bool:
-        return interaction.user.id == self.caller
+    def __init__(self, bot: BounceBot, guild_id: int, period: str, caller: int, depth: bool = False) -> None:
+        super().__init__(key=f"lb:{guild_id}:{period}:{caller}" + (":d" if depth else ""), guild_id=guild_id,
+                         owner_id=caller)
+        self.bot, self.guild_id, self.period, self.caller, self.depth = bot, guild_id, period, caller, depth
 
     async def window(self) -> board.Window:
         storage, now = self.bot.storage, self.bot.clock.now()
@@ -78,30 +74,44 @@ class BoardPager(Pager):
             period_id = await storage.window_period(self.guild_id, window.period, window.start)
         else:
             period_id = 0
-        rows = await storage.board_totals(self.guild_id, period_id)
+        rows = await (storage.depth_board if self.depth else storage.board_totals)(self.guild_id, period_id)
         scores = [board.Score(r.user_id, r.points, r.depth, r.reached_at) for r in rows]
         page, pages = board.clamp_page(page, len(scores))
-        latest = await storage.latest_round(self.guild_id)
-        needed = board.streaks_needed(scores, page, self.caller)
-        streaks = await storage.current_streaks(self.guild_id, needed, latest.local_date if latest else None)
-        ranked = board.rank(scores, streaks)
+        if self.depth:
+            ranked = board.rank_by_depth(scores)
+        else:
+            needed = board.streaks_needed(scores, page, self.caller)
+            streaks = await storage.current_streaks(self.guild_id, needed)
+            ranked = board.rank(scores, streaks)
         shown = ranked[page * board.PAGE_SIZE:(page + 1) * board.PAGE_SIZE]
         mine = next((r for r in ranked if r.score.user_id == self.caller), None)
         names = await storage.display_names(self.guild_id, [r.score.user_id for r in shown] + [self.caller])
-        embed = discord.Embed(title=f"Leaderboard · {window.label}", colour=COLOUR)
-        if shown:
+        embed = discord.Embed(title=f"{'Depth board' if self.depth else 'Leaderboard'} · {window.label}",
+                              colour=COLOUR)
+        if shown and self.depth:
+            embed.description = "\n".join(f"**{r.rank}.** {name_of(names, r.score.user_id)} · ✨ **{r.score.depth:,}**"
+                                          for r in shown)
+        elif self.depth:
+            embed.description = ("No depth points yet in this period. Reflecting on a lesson earns two, marking its "
+                                 "Your Turn done earns one.")
+        elif shown:
             embed.description = "\n".join(self.line(r, names) for r in shown)
         else:
             embed.description = ("No points yet in this period. Every answer to the Accountability Check "
                                  "earns one; be the first on the board.")
-        if mine is not None:
+        if mine is not None and self.depth:
+            you = f"**#{mine.rank}** of {len(ranked):,} · ✨ **{mine.score.depth:,}** depth"
+        elif mine is not None:
             you = (f"**#{mine.rank}** of {len(ranked):,} · **{mine.score.points:,}** pts · 🔥 {mine.streak} · "
                    f"✨ {mine.score.depth:,} depth")
+        elif self.depth:
+            you = "No depth points in this period yet. `/lesson next` is a good place to start."
         else:
             you = "No points in this period yet. Answer the next check-in and you're on the board."
         embed.add_field(name=f"You · {name_of(names, self.caller)}", value=you, inline=False)
-        embed.set_footer(text=f"Page {page + 1}/{pages} · points = check-ins + finished projects · "
-                              "ties: longer streak, then who got there first · ✨ depth points from reflections")
+        embed.set_footer(text=f"Page {page + 1}/{pages} · ✨ depth points: reflections and lesson exercises done" if
+                         self.depth else f"Page {page + 1}/{pages} · points = check-ins + finished projects · "
+                         "ties: longer streak, then who got there first · ✨ depth points from lessons")
         return embed, pages
 
     @staticmethod
@@ -112,7 +122,7 @@ class BoardPager(Pager):
 
 @register("lb")
 def _board_pager(bot: BounceBot, args: list[str]) -> Pager:
-    return BoardPager(bot, int(args[0]), args[1], int(args[2]))
+    return BoardPager(bot, int(args[0]), args[1], int(args[2]), depth=args[3:] == ["d"])
 
 
 confirmable("ns", cog="Board", method="confirm_season", yes="Start the new season", no="Cancel")
@@ -135,11 +145,15 @@ class Board(commands.Cog):
 
     @app_commands.command(name="leaderboard", description="Who's showing up: points this week, month, season or all time.")
     @app_commands.describe(period="Which points count (default: the current season, or all time)",
-                           page="Page number (10 members per page)")
-    @app_commands.choices(period=[app_commands.Choice(name=p, value=p) for p in board.PERIODS])
+                           page="Page number (10 members per page)",
+                           rank="Rank by check-in points (default) or by depth points from lessons")
+    @app_commands.choices(period=[app_commands.Choice(name=p, value=p) for p in board.PERIODS],
+                          rank=[app_commands.Choice(name="points", value="points"),
+                                app_commands.Choice(name="depth", value="depth")])
     @app_commands.guild_only()
     async def leaderboard(self, interaction: discord.Interaction, period: app_commands.Choice[str] | None = None,
-                          page: app_commands.Range[int, 1, 100000] = 1) -> None:
+                          page: app_commands.Range[int, 1, 100000] = 1,
+                          rank: app_commands.Choice[str] | None = None) -> None:
         assert interaction.guild_id is not None
         chosen = period.value if period else "season"
         if chosen == "season":
@@ -147,7 +161,8 @@ class Board(commands.Cog):
             chosen = f"s{season.id}" if season else "all"
         await self.storage.touch_member(interaction.guild_id, interaction.user.id, member_name(interaction.user),
                                         self.bot.clock.now())
-        await BoardPager(self.bot, interaction.guild_id, chosen, interaction.user.id).send(interaction, page - 1)
+        depth = rank is not None and rank.value == "depth"
+        await BoardPager(self.bot, interaction.guild_id, chosen, interaction.user.id, depth).send(interaction, page - 1)
 
     # ------------------------------------------------------------------ /stats
 
@@ -160,6 +175,14 @@ class Board(commands.Cog):
         mine = who.id == interaction.user.id
         name = safe_name(member_name(who))
         await interaction.response.defer(ephemeral=True, thinking=True)
+        lessons = await journey.progress(self.storage, self.bot.lessons, guild_id, who.id)
+        if await self.storage.count_checkins(guild_id, who.id) == 0 and (lessons.depth or lessons.reflected):
+            embed = discord.Embed(title=f"Stats · {name}", colour=COLOUR, description=(
+                "No check-ins here yet: the streak and heatmap start with the first answer to the Accountability "
+                "Check." if mine else f"{name} hasn't checked in here yet; their lesson work so far:"))
+            embed.add_field(name="Lessons", value=journey.progress_summary(lessons), inline=False)
+            await reply(interaction, embed=embed)
+            return
         if await self.storage.count_checkins(guild_id, who.id) == 0:
             await reply(interaction, "You haven't checked in here yet. Answer the next Accountability Check "
                                      "(or use `/checkin`) and your stats start from there." if mine else
@@ -167,20 +190,18 @@ class Board(commands.Cog):
                         "with their first answer.")
             return
         embed, png = await self.stats_card(guild_id, who.id, name)
+        embed.insert_field_at(3, name="Lessons", value=journey.progress_summary(lessons), inline=False)
         await reply(interaction, embed=embed, file=discord.File(io.BytesIO(png), filename="heatmap.png"))
 
     async def stats_card(self, guild_id: int, user_id: int, name: str) -> tuple[discord.Embed, bytes]:
         storage = self.storage
         tz = await guild_tz(self.bot, guild_id)
         today = board.local_today(self.bot.clock.now(), tz)
-        posted = await storage.posted_round_dates(guild_id)
-        answers = {c.local_date: c.status for c in await storage.member_checkins(guild_id, user_id)}
-        days = board.round_days(posted, answers, await storage.away_periods(guild_id, user_id),
-                                posted[-1] if posted else None)
+        days = (await checkins.load_history(storage, guild_id, user_id)).days()
         streak = compute_streak(days)
         rate = checkin_rate(days, board.RATE_ROUNDS)
         counts = await storage.count_projects(guild_id, user_id)
-        depth = await storage.points_total(guild_id, user_id, ["reflection"])
+        depth = await storage.depth_points(guild_id, user_id)
         png = await asyncio.to_thread(render_heatmap, board.heatmap_days(days, today), today, board.HEATMAP_WEEKS)
         embed = discord.Embed(title=f"Stats · {name}", colour=COLOUR)
         embed.add_field(name="Streak", value=f"🔥 **{streak.current}** now · best **{streak.best}**")
@@ -195,7 +216,8 @@ class Board(commands.Cog):
                         inline=False)
         embed.set_image(url="attachment://heatmap.png")
         embed.set_footer(text=f"The last {board.HEATMAP_WEEKS} weeks: green finished, yellow unfinished, "
-                              "grey skipped, red missed. Away days neither count nor break a streak.")
+                              "light grey skipped, slate blue missed, dark no round. Away days neither count nor "
+                              "break a streak.")
         return embed, png
 
     # ------------------------------------------------------------------ seasons (from /coach new-season)
@@ -206,11 +228,11 @@ class Board(commands.Cog):
         clean = " ".join((name or "").split()) or f"Season {await self.storage.count_seasons(guild_id) + 1}"
         token = await self.storage.put_confirm(guild_id, interaction.user.id, "season", clean, now)
         current = await self.storage.current_season(guild_id, now)
-        text = (f"Start **{escape_markdown(cut(clean, 60))}** now? From this moment the leaderboard counts "
+        text = (f"Start **{safe_title(clean, 60)}** now? From this moment the leaderboard counts "
                 "fresh points by default. Nothing is deleted: `/leaderboard period:all` still shows all of it.")
         if current:
-            text += f"\nThis closes **{escape_markdown(cut(current.name, 60))}**."
-        await reply(interaction, text, view=confirm_view("ns", interaction.user.id, token))
+            text += f"\nThis closes **{safe_title(current.name, 60)}**."
+        await reply(interaction, text, view=confirm_view("ns", guild_id, interaction.user.id, token))
 
     async def confirm_season(self, interaction: discord.Interaction, user_id: int, token: int, go: bool) -> None:
         if interaction.user.id != user_id or interaction.guild_id is None:
@@ -226,7 +248,7 @@ class Board(commands.Cog):
             raise Conflict("That confirmation has expired or was already used. Run `/coach new-season` again.")
         season = await self.storage.start_season(guild_id, name or "New season", now)
         await interaction.response.edit_message(
-            content=f"**{escape_markdown(cut(season.name, 60))}** has started. Everyone begins at zero on the "
+            content=f"**{safe_title(season.name, 60)}** has started. Everyone begins at zero on the "
                     "default leaderboard; all history stays under `period:all`. Here's to a season of finished "
                     "tracks.", view=None)
 
@@ -296,24 +318,23 @@ class Board(commands.Cog):
     async def recap_embed(self, round_: Round, monday: date, stats: board.RecapStats, server: str) -> discord.Embed:
         storage, guild_id = self.storage, round_.guild_id
         tz = await guild_tz(self.bot, guild_id)
-        finished = await storage.finished_projects_between(
+        # A public post: only members who may be named publicly are named (coach.members); all are counted.
+        finished = await storage.public_finished_projects(
             guild_id, board.local_midnight(monday, tz), board.local_midnight(monday + timedelta(days=7), tz))
-        candidates = await storage.checkin_users_since(guild_id, (monday - timedelta(days=63)).isoformat())
-        streaks = await storage.current_streaks(guild_id, candidates, round_.local_date)
-        top = sorted((s for s in streaks.items() if s[1] > 0), key=lambda s: (-s[1], s[0]))[:3]
+        candidates = await storage.nameable_members(
+            guild_id, await storage.checkin_users_since(guild_id, (monday - timedelta(days=63)).isoformat()))
+        streaks = await storage.current_streaks(guild_id, candidates)
+        top = board.longest_streaks(streaks)
         names = await storage.display_names(guild_id, [u for u, _ in top])
         intro = await voice.say(storage, self.bot.prompts, self.bot.rng, "recap_intro", guild_id=guild_id,
                                 user_id=voice.SERVER, server=safe_name(server, 60), member="", project="", streak=0)
         embed = discord.Embed(title=f"Weekly recap · {board.week_label(monday)}", description=intro, colour=COLOUR)
         embed.add_field(name="Rounds held", value=str(stats.rounds))
         embed.add_field(name="Check-in rate", value=board.recap_rate_line(stats))
-        lines = [f"✅ **{safe_name(p.name, 60)}** · {board.shown_name(p.display_name) or f'<@{p.user_id}>'}"
-                 for p in finished]
-        embed.add_field(name=f"Finished this week ({len(finished)})",
-                        value=cut_block("\n".join(lines), EMBED_FIELD_VALUE_MAX) if lines else
-                        "No projects finished this week. One small finished piece next week changes that.", inline=False)
-        embed.add_field(name="Longest streaks", inline=False, value="\n".join(
-            f"🔥 **{n}** · {name_of(names, u)}" for u, n in top) or "No streaks running yet. Next round starts one.")
+        title, value = board.recap_finished(
+            [board.Finish(p.name, p.display_name, p.user_id) for p in finished.named], finished.total)
+        embed.add_field(name=title, value=value, inline=False)
+        embed.add_field(name="Longest streaks", inline=False, value=board.recap_streaks(top, names))
         return embed
 
     # ------------------------------------------------------------------ servers that remove the bot

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Hashable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import discord
 from discord import app_commands
 
-from coach.errors import BounceError
+from coach.errors import BounceError, NotAllowed
+from coach.members import display_name
 
 if TYPE_CHECKING:
     from bot import BounceBot
@@ -130,8 +133,44 @@ def orphaned_form(interaction: discord.Interaction, pattern: re.Pattern[str]
     return match, submitted_values(data)  # type: ignore[arg-type]
 
 
+class Repeats:
+    """Double submits answer as the first did: the same request (`key`) made again within `window` seconds
+    gets the first one's result, or its error, without being done twice; a copy that arrives while the first
+    is still running waits for it. Bounded: old entries go once there are `limit` of them."""
+
+    def __init__(self, window: float = 5.0, limit: int = 10_000) -> None:
+        self.window, self.limit = window, limit
+        self._seen: dict[Hashable, tuple[float, asyncio.Future[Any]]] = {}
+
+    async def once(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.window:
+            return await asyncio.shield(seen[1])
+        if len(self._seen) >= self.limit:
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
+            while len(self._seen) >= self.limit:
+                del self._seen[next(iter(self._seen))]
+        first: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        first.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if nobody waits
+        self._seen[key] = (now, first)
+        try:
+            result = await make()
+        except asyncio.CancelledError:
+            first.cancel()
+            self._seen.pop(key, None)
+            raise
+        except Exception as exc:
+            first.set_exception(exc)
+            raise
+        first.set_result(result)
+        return result
+
+
 def member_name(user: discord.abc.User) -> str:
-    return getattr(user, "display_name", None) or user.name
+    """The member's one name in the server (coach.members.display_name): a Member from a server interaction
+    carries its nickname; a User (a DM) only its global name and username."""
+    return display_name(getattr(user, "nick", None), getattr(user, "global_name", None), user.name)
 
 
 def stateless(view: discord.ui.View) -> discord.ui.View:
@@ -151,33 +190,40 @@ def confirmable(kind: str, *, cog: str, method: str, yes: str, no: str,
 
 
 class ConfirmButton(discord.ui.DynamicItem[discord.ui.Button],
-                    template=r"bounce:(?P<kind>[a-z]{2}):(?P<user>\d+):(?P<token>\d+):(?P<act>[yn])"):
-    """Confirm or cancel something only its owner may decide (new season, forget my data). Survives restarts:
-    the custom_id carries the kind, the owner and a token."""
+                    template=r"bounce:(?P<kind>[a-z]{2}):(?:(?P<guild>\d+):)?(?P<user>\d+):(?P<token>\d+):(?P<act>[yn])"):
+    """Confirm or cancel something only its owner may decide in one server (new season, forget my data).
+    Survives restarts: the custom_id carries the kind, the server, the owner and a token. A press from another
+    server is refused before the handler runs (the handler checks the owner). Buttons sent before the server was
+    part of the id (no guild) still work: their token is stored per server."""
 
-    def __init__(self, kind: str, user_id: int, token: int, act: str) -> None:
+    def __init__(self, kind: str, guild_id: int | None, user_id: int, token: int, act: str) -> None:
         _, _, yes, no, style = CONFIRMS[kind]
+        scope = f"{guild_id}:" if guild_id is not None else ""
         super().__init__(discord.ui.Button(
             label=yes if act == "y" else no, style=style if act == "y" else discord.ButtonStyle.secondary,
-            custom_id=f"bounce:{kind}:{user_id}:{token}:{act}",
+            custom_id=f"bounce:{kind}:{scope}{user_id}:{token}:{act}",
         ))
-        self.kind, self.user_id, self.token, self.act = kind, user_id, token, act
+        self.kind, self.guild_id, self.user_id, self.token, self.act = kind, guild_id, user_id, token, act
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
         if match["kind"] not in CONFIRMS:
             raise ValueError(f"unknown confirm kind {match['kind']!r}")
-        return cls(match["kind"], int(match["user"]), int(match["token"]), match["act"])
+        guild = int(match["guild"]) if match["guild"] else None
+        return cls(match["kind"], guild, int(match["user"]), int(match["token"]), match["act"])
 
     @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
+        if self.guild_id is not None and interaction.guild_id != self.guild_id:
+            raise NotAllowed("This button belongs to another server; nothing changed. Run the command in the "
+                             "server you mean.")
         cog_name, method, *_ = CONFIRMS[self.kind]
         handler = getattr(bot_of(interaction).get_cog(cog_name), method)
         await handler(interaction, self.user_id, self.token, self.act == "y")
 
 
-def confirm_view(kind: str, user_id: int, token: int) -> discord.ui.View:
+def confirm_view(kind: str, guild_id: int, user_id: int, token: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(ConfirmButton(kind, user_id, token, "y"))
-    view.add_item(ConfirmButton(kind, user_id, token, "n"))
+    view.add_item(ConfirmButton(kind, guild_id, user_id, token, "y"))
+    view.add_item(ConfirmButton(kind, guild_id, user_id, token, "n"))
     return view

@@ -36,8 +36,8 @@ class Me(commands.Cog):
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ConfirmButton)
 
-    @me.command(name="announce", description="Turn the public celebration of your finished projects on or off.")
-    @app_commands.describe(switch="on: celebrate in the channel; off: keep it quiet")
+    @me.command(name="announce", description="Whether public posts (celebrations, weekly recap) may name you.")
+    @app_commands.describe(switch="on: celebrate and name you in the channel; off: count you, never name you")
     @app_commands.choices(switch=[app_commands.Choice(name="on", value="on"),
                                   app_commands.Choice(name="off", value="off")])
     async def announce(self, interaction: discord.Interaction, switch: app_commands.Choice[str]) -> None:
@@ -46,8 +46,11 @@ class Me(commands.Cog):
         await self.bot.storage.touch_member(interaction.guild_id, interaction.user.id, member_name(interaction.user),
                                             self.bot.clock.now())
         await self.bot.storage.set_announce(interaction.guild_id, interaction.user.id, on)
-        await reply(interaction, "Done: finished projects will be celebrated in the check-in channel." if on else
-                    "Done: your finished projects stay quiet. You still get the points.")
+        await reply(interaction, "Done: your finished projects are celebrated in the check-in channel, and the "
+                                 "weekly recap names you and them." if on else
+                    "Done: you stay out of public posts. Finished projects aren't celebrated in the channel, and "
+                    "the weekly recap counts your check-ins and finishes without naming you. You still get "
+                    "every point.")
 
     @me.command(name="public", description="Show or hide your name on this server's public page.")
     @app_commands.describe(switch="on: you may appear on the page; off: keep you off it")
@@ -109,7 +112,7 @@ class Me(commands.Cog):
             "server_id": str(guild_id), "member_id": str(user_id),
             "exported_at": self.bot.clock.now().isoformat(),
             "points": {"checkin_and_finish": await storage.points_total(guild_id, user_id, ["checkin", "finish"]),
-                       "depth": await storage.points_total(guild_id, user_id, ["reflection"])},
+                       "depth": await storage.depth_points(guild_id, user_id)},
             "data": data,
         }
         raw = json.dumps(document, indent=2, ensure_ascii=False, default=str).encode("utf-8")
@@ -122,7 +125,7 @@ class Me(commands.Cog):
         assert interaction.guild_id is not None
         now = self.bot.clock.now()
         token = await self.bot.storage.put_confirm(interaction.guild_id, interaction.user.id, "forget", None, now)
-        view = confirm_view("fg", interaction.user.id, token)
+        view = confirm_view("fg", interaction.guild_id, interaction.user.id, token)
         expires = now + board.CONFIRM_MAX_AGE
         await reply(interaction, "This deletes everything Bounce keeps about you **in this server**: check-ins, "
                                  "projects, points, streak history, reflections, away days and DM check-in "

@@ -198,10 +198,11 @@ class Outbox:
         """Deliver one leased row and record what happened. Never raises for a Discord or network failure."""
         lane = self.lanes[job.kind]
         now = self.bot.clock.now()
-        if to_unix(now) > job.expires_at:
-            await self._finish(job, lane, "failed", None, "missed", now)
-            log.warning("%s post %s (guild %s) could not be made within the grace window; skipped",
-                        job.kind, job.ref_id, job.guild_id)
+        if to_unix(now) > job.expires_at:  # retried until the grace window closed, or taken too late
+            reason = f"gave_up:{job.error}" if job.error else "missed"
+            await self._finish(job, lane, "failed", None, reason, now)
+            log.warning("%s post %s (guild %s) could not be made within the grace window (%s); skipped",
+                        job.kind, job.ref_id, job.guild_id, reason)
             return
         try:
             sent = None

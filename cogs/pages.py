@@ -1,7 +1,9 @@
 """Pagination with Previous/Next buttons that keep working after a restart.
 
 The custom_id carries everything needed to draw a page again: `bounce:pg:<kind>:<args…>:<page>:<p|n>`.
-Each paged list registers a factory for its kind.
+Each paged list registers a factory for its kind. A press is refused, privately and with nothing changed, in a
+server other than the list's own, and by anyone but its owner when the list has one (Discord scopes components
+to their message today; this holds even if it did not).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from coach.errors import NotFound
+from coach.errors import NotAllowed, NotFound
 from coach.text import CUSTOM_ID_MAX
 from cogs.common import bot_of, guarded, reply
 
@@ -32,19 +34,25 @@ def register(kind: str) -> Callable[[Callable[[BounceBot, list[str]], Pager]], C
 
 
 class Pager:
-    """Subclasses draw one page; this class handles buttons and sending."""
+    """Subclasses draw one page; this class handles buttons, who may press them, and sending.
 
-    def __init__(self, key: str) -> None:
+    `guild_id` is the server the list belongs to; `owner_id` the only member who may page it (None: anyone in
+    that server who can see it)."""
+
+    def __init__(self, key: str, *, guild_id: int, owner_id: int | None = None) -> None:
         if not re.fullmatch(r"[a-z]+(?::[-\w]+)*", key):
             raise ValueError(f"bad pager key {key!r}")
-        self.key = key
+        self.key, self.guild_id, self.owner_id = key, guild_id, owner_id
 
     async def render(self, page: int) -> tuple[discord.Embed, int]:
         raise NotImplementedError
 
-    async def allowed(self, interaction: discord.Interaction) -> bool:
-        """Whether this clicker may page this list (default: anyone who can see it)."""
-        return True
+    def check(self, interaction: discord.Interaction) -> None:
+        """Raise NotAllowed unless this press comes from the list's server and, if it has one, its owner."""
+        if interaction.guild_id != self.guild_id:
+            raise NotAllowed("These buttons belong to a list from another server; run the command here instead.")
+        if self.owner_id is not None and interaction.user.id != self.owner_id:
+            raise NotAllowed("These buttons belong to someone else's list; run the command yourself.")
 
     def view(self, page: int, pages: int) -> discord.ui.View | None:
         if pages <= 1:
@@ -87,8 +95,7 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button],
         if factory is None:
             raise NotFound("This list can't be paged any more; run the command again.")
         pager = factory(bot_of(interaction), args)
-        if not await pager.allowed(interaction):
-            raise NotFound("These buttons belong to someone else's list; run the command yourself.")
+        pager.check(interaction)
         embed, view = await pager.draw(self.page)
         await interaction.response.edit_message(embed=embed, view=view)
 

@@ -14,7 +14,7 @@ from discord.ext import commands
 from coach import metrics, projects, voice
 from coach.storage import Project
 from coach.text import safe_name, safe_title
-from cogs.common import member_name, reply
+from cogs.common import Repeats, member_name, reply
 from cogs.pages import PAGE_SIZE, Pager, register, setup_pages
 from cogs.rounds import project_choices
 
@@ -37,6 +37,7 @@ class Projects(commands.Cog):
 
     def __init__(self, bot: BounceBot) -> None:
         self.bot = bot
+        self.repeats = Repeats()  # a double submit answers as the first did
 
     def today(self, guild_id: int, tz: str | None) -> date:
         return self.bot.clock.now().astimezone(ZoneInfo(tz or "UTC")).date()
@@ -55,14 +56,19 @@ class Projects(commands.Cog):
         now = self.bot.clock.now()
         await self.bot.storage.touch_member(interaction.guild_id, interaction.user.id,
                                             member_name(interaction.user), now)
-        created = await projects.start(self.bot.storage, interaction.guild_id, interaction.user.id, name, due, now)
-        coach_line = await voice.say(self.bot.storage, self.bot.prompts, self.bot.rng, "project_started",
-                                     guild_id=interaction.guild_id, user_id=interaction.user.id,
-                                     project=safe_title(created.name),
-                                            member=safe_name(member_name(interaction.user)), streak=0,
-                                            server=safe_name(interaction.guild.name if interaction.guild else ""))
-        extra = f" Deadline: **{due}**." if due else ""
-        await reply(interaction, f"Started **{safe_title(created.name)}**.{extra}\n{coach_line}")
+        async def start() -> str:
+            created = await projects.start(self.bot.storage, interaction.guild_id, interaction.user.id, name, due,
+                                           now)
+            coach_line = await voice.say(self.bot.storage, self.bot.prompts, self.bot.rng, "project_started",
+                                         guild_id=interaction.guild_id, user_id=interaction.user.id,
+                                         project=safe_title(created.name),
+                                         member=safe_name(member_name(interaction.user)), streak=0,
+                                         server=safe_name(interaction.guild.name if interaction.guild else ""))
+            extra = f" Deadline: **{due}**." if due else ""
+            return f"Started **{safe_title(created.name)}**.{extra}\n{coach_line}"
+
+        await reply(interaction, await self.repeats.once(("start", interaction.guild_id, interaction.user.id, name,
+                                                          due), start))
 
     @project.command(name="list", description="Your projects, or another member's.")
     @app_commands.describe(member="Whose projects (default: yours)")
@@ -79,14 +85,20 @@ class Projects(commands.Cog):
         now = self.bot.clock.now()
         who = safe_name(member_name(interaction.user))
         server = safe_name(interaction.guild.name if interaction.guild else "")
-        outcome = await projects.finish(self.bot.storage, interaction.guild_id, interaction.user.id, name, now)
-        text = await voice.say(self.bot.storage, self.bot.prompts, self.bot.rng, "project_finished_reply",
-                               guild_id=interaction.guild_id, user_id=interaction.user.id,
-                               project=safe_title(outcome.project.name),
-                                      member=who, streak=0, server=server)
-        points = " (+5 points)" if outcome.points else ""
-        await reply(interaction, f"**{safe_title(outcome.project.name)}** is finished{points}.\n{text}")
-        if outcome.announce:
+        first: list[bool] = []
+
+        async def finish() -> tuple[str, projects.FinishOutcome]:
+            first.append(True)
+            outcome = await projects.finish(self.bot.storage, interaction.guild_id, interaction.user.id, name, now)
+            text = await voice.say(self.bot.storage, self.bot.prompts, self.bot.rng, "project_finished_reply",
+                                   guild_id=interaction.guild_id, user_id=interaction.user.id,
+                                   project=safe_title(outcome.project.name), member=who, streak=0, server=server)
+            points = " (+5 points)" if outcome.points else ""
+            return f"**{safe_title(outcome.project.name)}** is finished{points}.\n{text}", outcome
+
+        text, outcome = await self.repeats.once(("finish", interaction.guild_id, interaction.user.id, name), finish)
+        await reply(interaction, text)
+        if outcome.announce and first:  # announced once, by the first of a double submit
             await self.announce(interaction.guild_id, interaction.user.id, outcome.project, server)
 
     async def announce(self, guild_id: int, user_id: int, project: Project, server: str) -> None:
@@ -129,8 +141,8 @@ class Projects(commands.Cog):
 
 class ProjectPager(Pager):
     def __init__(self, bot: BounceBot, guild_id: int, user_id: int, name: str | None) -> None:
-        super().__init__(key=f"pj:{guild_id}:{user_id}")
-        self.bot, self.guild_id, self.user_id, self.name = bot, guild_id, user_id, name
+        super().__init__(key=f"pj:{guild_id}:{user_id}", guild_id=guild_id)
+        self.bot, self.user_id, self.name = bot, user_id, name
 
     async def render(self, page: int) -> tuple[discord.Embed, int]:
         counts = await self.bot.storage.count_projects(self.guild_id, self.user_id)

@@ -23,7 +23,7 @@ from coach.outbox import Job, Sent, Skip, TakeReport
 from coach.rounds import next_due_for, nonce_for
 from coach.storage import GuildSettings, Round
 from coach.text import MODAL_TITLE_MAX, NOTE_MAX, PROJECT_NAME_MAX, cut, safe_name, safe_title, ts
-from cogs.common import NO_PINGS, bot_of, guarded, member_name, orphaned_form, reply, stateless
+from cogs.common import NO_PINGS, Repeats, bot_of, guarded, member_name, orphaned_form, reply, stateless
 from cogs.outbox import find_in_history, has_custom_id_prefix, postable_channel
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ class Rounds(commands.Cog):
         self._tally_pending: dict[int, asyncio.Task[None]] = {}
         self._tally_tasks: set[asyncio.Task[None]] = set()
         self._tally_last: OrderedDict[int, float] = OrderedDict()  # bounded: the newest TALLY_MEMORY rounds
+        self.repeats = Repeats()
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(AnswerButton)
@@ -240,6 +241,13 @@ class Rounds(commands.Cog):
 
     async def _answer(self, interaction: discord.Interaction, round_: Round, status: str, project: str | None,
                       note: str | None, via: str) -> None:
+        """Log the answer and say so; the same answer submitted twice at once is logged once, answered alike."""
+        key = ("answer", round_.id, interaction.user.id, status, project, note)
+        text = await self.repeats.once(key, lambda: self._log(interaction, round_, status, project, note, via))
+        await reply(interaction, text)
+
+    async def _log(self, interaction: discord.Interaction, round_: Round, status: str, project: str | None,
+                   note: str | None, via: str) -> str:
         latest = await self.storage.latest_round(round_.guild_id)
         guild_name = interaction.guild.name if interaction.guild else "the server"
         outcome = await checkins.answer(
@@ -254,8 +262,8 @@ class Rounds(commands.Cog):
         if outcome.project_created and outcome.project:
             lines.append(f"New project started: **{safe_title(outcome.project.name)}**.")
         lines.append(outcome.reply)
-        await reply(interaction, "\n".join(lines))
         self.touch_tally(round_)
+        return "\n".join(lines)
 
     @app_commands.command(name="checkin", description="Answer today's Accountability Check without the buttons.")
     @app_commands.describe(status="How did it go?", project="Which project (optional)",

@@ -46,6 +46,7 @@ class Drill:
     duplicates: int = 0
     seconds: float = 0.0
     log_tail: str = ""
+    other_exits: list[int | None] = field(default_factory=list)  # runs that ended without being killed
 
     def line(self) -> str:
         return f"{self.kills} kills, {self.missing} missing, {self.duplicates} duplicates"
@@ -153,12 +154,16 @@ async def drill(fake: FakeDiscord, db_path: Path, world: World, *, kills: int, s
             elif crash:
                 try:  # the step may not come again (nothing left to take): then killed from outside
                     await asyncio.wait_for(proc.wait(), 5)
-                    result.by_point[env["BOUNCE_CRASHPOINT"].split(":")[0]] += 1
+                    where = env["BOUNCE_CRASHPOINT"].split(":")[0]
                 except TimeoutError:
                     proc.send_signal(signal.SIGKILL)
                     await proc.wait()
-                    result.by_point["outside"] += 1
-                result.kills += int(proc.returncode == -signal.SIGKILL)
+                    where = "outside"
+                if proc.returncode == -signal.SIGKILL:
+                    result.kills += 1
+                    result.by_point[where] += 1
+                else:
+                    result.other_exits.append(proc.returncode)
             else:  # the last run: no crash; stop once everything is there
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline and tally(fake, world)[1] < tally(fake, world)[0]:  # noqa: ASYNC110

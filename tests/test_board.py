@@ -127,15 +127,17 @@ def test_streaks_are_fetched_only_for_ties_that_matter() -> None:
     assert board.streaks_needed([], 0, 1) == set()
 
 
-def test_names_are_safe_and_never_escaped_twice() -> None:
+def test_names_are_stored_raw_and_made_safe_once_when_shown() -> None:
     from coach.text import safe_name
 
     long = "Producer With A Really Long Display Name That Goes On"
-    assert board.shown_name(long).endswith("…") and len(board.shown_name(long)) <= 32
-    for raw in ("@everyone **Zed**", "DJ_Snake|x", "a\\b"):
-        assert board.shown_name(raw) == board.shown_name(safe_name(raw)) == safe_name(raw)
-    assert "@everyone" not in board.shown_name("@everyone")
-    assert board.shown_name("") is None and board.shown_name(None) is None
+    assert board.member_label(long, 1).endswith("…") and len(board.member_label(long, 1)) <= 32
+    for raw in ("@everyone **Zed**", "DJ_Snake|x", "a\\b", "\\_ghost\\_"):
+        assert board.member_label(raw, 1) == safe_name(raw)
+    # A name that really contains a backslash keeps it: nothing is un-escaped "defensively" any more.
+    assert board.member_label("\\_ghost", 1) == "\\\\\\_ghost"
+    assert "@everyone" not in board.member_label("@everyone", 1)
+    assert board.member_label("", 42) == board.member_label(None, 42) == "<@42>"
 
 
 def test_pages_clamp_to_the_last() -> None:
@@ -236,7 +238,7 @@ async def test_bulk_streaks_match_compute_streak(tmp_path: Path) -> None:
             latest = await storage.latest_round(guild)
             bulk = await storage.current_streaks(guild, users, latest.local_date)
             for user in users:
-                expected = await member_streak(storage, guild, user, open_date=latest.local_date)
+                expected = await member_streak(storage, guild, user)
                 assert bulk[user] == expected.current, (trial, user)
     finally:
         await storage.close()
@@ -515,7 +517,7 @@ async def test_streak_rules_through_the_scheduler(harness: Harness) -> None:
     assert "🔥 **3** now · best **4**" in await stats_text(alice)
     # The leaderboard uses the same streaks.
     latest = await storage.latest_round(g)
-    expected = await member_streak(storage, g, alice, open_date=latest.local_date)
+    expected = await member_streak(storage, g, alice)
     assert (await storage.current_streaks(g, [alice, bob], latest.local_date)) == {alice: expected.current, bob: 0}
     board_handle = await harness.slash(bob, "leaderboard")
     await board_handle.response()

@@ -15,7 +15,7 @@ async def test_kill_9_anywhere_loses_nothing_and_posts_nothing_twice(fake_discor
     db = tmp_path / "bounce.sqlite3"
     world = await build(fake_discord, db, servers=100, dm_members=100)
     result = await drill(fake_discord, db, world, kills=20)
-    print(result.line(), dict(result.by_point))
-    assert result.kills >= 20, result.log_tail
+    print(result.line(), dict(result.by_point), result.other_exits)
+    assert result.kills >= 20 and result.other_exits == [], (result.other_exits, result.log_tail)
     assert (result.missing, result.duplicates) == (0, 0), result.line() + "\n" + result.log_tail
     assert "Traceback" not in result.log_tail, result.log_tail

@@ -107,7 +107,7 @@ async def studio(running: Harness) -> Harness:
     open round); DM replies not throttled unless a test says so."""
     await running.setup_checkin("20:00", "Europe/Berlin")
     await (await running.slash(running.studio.admin, "coach post-now")).wait_text()
-    cog(running).throttle_seconds = 0
+    running.bot.get_cog("DMReplies").settle_seconds = 0
     return running
 
 
@@ -344,6 +344,66 @@ async def test_the_channel_round_of_the_same_day_counts_the_dm_answer(studio: Ha
     assert await points(h, h.studio.guild, alice) == 1
 
 
+async def test_one_calendar_a_dm_answer_counts_for_the_servers_open_round(running: Harness) -> None:
+    """A member in Berlin on a Los Angeles server: their DM arrives on their 3 March while the server's open
+    round is 2 March. The answer is the 2 March check-in, in the round's tally; once the 3 March round opens,
+    the old DM is closed and logs nothing."""
+    h, alice = running, running.studio.alice
+    await h.setup_checkin("20:00", "America/Los_Angeles")
+    h.bot.get_cog("DMReplies").settle_seconds = 0
+    await dm_on(h, alice, "08:00", "Europe/Berlin")
+    await at(h, utc(2026, 3, 3, 4, 0, 5))   # 20:00 in LA on 2 March: the channel round
+    await at(h, utc(2026, 3, 3, 7, 0, 5))   # 08:00 in Berlin on 3 March: alice's DM
+    [message] = dm_rounds(h, alice)
+    click = await h.fake.click(message, buttons(message)["Finished"], alice)
+    handle, _ = await submit_form(h, click, note="bounced the intro")
+    text = await handle.wait_text()
+    assert "for **Night Owls Studio**, Monday 2 March. (+1 point)" in text
+    channel_round = await h.bot.storage.round_on(h.studio.guild, "2026-03-02")
+    row = await checkin(h, h.studio.guild, alice, "2026-03-02")
+    assert row.round_id == channel_round.id and row.via == "dm_button"
+    assert await checkin(h, h.studio.guild, alice, "2026-03-03") is None
+    assert (await h.bot.storage.tally(channel_round.id))["finished"] == 1
+    # The same day's round in the channel is the same answer: answering there edits it.
+    [round_msg] = h.round_messages()
+    click = await h.fake.click(round_msg, buttons(round_msg)["Skipped"], alice)
+    handle, _ = await submit_form(h, click)
+    assert "no extra points" in await handle.wait_text()
+    # The next server round opens (3 March in LA). Alice's DM of 3 March is still hers, but its buttons name
+    # the old round: closed, like an old round's buttons in the channel.
+    await at(h, utc(2026, 3, 4, 4, 0, 5))
+    click = await h.fake.click(message, buttons(message)["Finished"], alice)
+    await click.response()
+    assert "closed: a newer one is open" in " ".join(click.texts()) and click.ephemeral
+    assert await checkin(h, h.studio.guild, alice, "2026-03-03") is None
+    # A plain-text reply names no round: like /checkin, it answers the open one (and its question's buttons too).
+    question = await say(h, alice, "hmm, half of it")
+    assert "(Tuesday 3 March)" in question["content"]
+    click = await h.fake.click(question, buttons(question)["Unfinished"], alice)
+    handle, _ = await submit_form(h, click)
+    assert "Logged **Unfinished** for **Night Owls Studio**, Tuesday 3 March. (+1 point)" in await handle.wait_text()
+    answer = await say(h, alice, "done")
+    assert answer["content"].startswith("Logged **Finished** for **Night Owls Studio**, Tuesday 3 March.")
+    row = await checkin(h, h.studio.guild, alice, "2026-03-03")
+    assert row.status == "finished" and row.round_id == (await h.bot.storage.round_on(h.studio.guild, "2026-03-03")).id
+    assert await points(h, h.studio.guild, alice) == 2
+
+
+async def test_no_dm_and_nothing_logged_while_the_server_has_no_round_open(running: Harness) -> None:
+    h, alice = running, running.studio.alice
+    await h.setup_checkin("20:00", "Europe/Berlin")
+    h.bot.get_cog("DMReplies").settle_seconds = 0
+    await dm_on(h, alice, "14:00", "Europe/Berlin")
+    await at(h, utc(2026, 3, 2, 13, 0, 5))  # before the server's first round (20:00 Berlin)
+    assert posts_to_dm(h, alice) == []     # a DM delivers the server's open round: there is none yet
+    row = await h.bot.storage.dm_round_on(h.studio.guild, alice, "2026-03-02")
+    assert (row.state, row.error) == ("cancelled", "no_round")
+    answer = await say(h, alice, "finished the bassline")
+    assert "nothing was logged" in answer["content"]
+    assert await h.bot.storage.member_checkins(h.studio.guild, alice) == []
+    assert await points(h, h.studio.guild, alice) == 0
+
+
 @pytest.mark.parametrize("text,status,note", [
     ("finished the bassline", "finished", "the bassline"),
     ("done", "finished", None),
@@ -423,20 +483,26 @@ async def test_reply_with_nothing_open_is_explained_kindly(studio: Harness) -> N
     assert await points(h, h.studio.guild, alice) == 0
 
 
-async def test_a_flood_of_dms_is_answered_at_most_once_per_few_seconds(studio: Harness) -> None:
+async def test_a_burst_of_dms_gets_one_answer_to_the_latest(studio: Harness) -> None:
     h, alice = studio, studio.studio.alice
-    cog(h).throttle_seconds = 30
+    replies = h.bot.get_cog("DMReplies")
+    replies.settle_seconds = 1.0
     await dm_on(h, alice, "21:00", "Europe/Berlin")
     await at(h, utc(2026, 3, 2, 20, 0, 5))
     before = len(h.fake.messages[dm_id(h, alice)])
-    for n in range(20):
-        await h.fake.dm_message(alice, f"done {n}")
-    await bot_says(h, alice, before)
-    await asyncio.sleep(0.2)
+    for text in ("finished the intro", "finished the drop", "finished the bassline"):
+        await h.fake.dm_message(alice, text)
+    answer = await bot_says(h, alice, before)
+    await replies.settled()
     await h.fake.sync()
-    assert len(h.fake.messages[dm_id(h, alice)]) == before + 1
+    assert len(h.fake.messages[dm_id(h, alice)]) == before + 1  # one answer, never one per message
+    assert answer["content"].startswith("Logged **Finished**") and "(+1 point)" in answer["content"]
     row = await checkin(h, h.studio.guild, alice, "2026-03-02")
-    assert row.note == "0" and await points(h, h.studio.guild, alice) == 1
+    assert row.note == "the bassline" and await points(h, h.studio.guild, alice) == 1  # from the latest
+    # A message after the answer is never dropped: it gets its own answer (an edit here).
+    again = await say(h, alice, "didn't get to it after all")
+    assert "updated; no extra points" in again["content"]
+    assert (await checkin(h, h.studio.guild, alice, "2026-03-02")).status == "skipped"
 
 
 # ----------------------------------------------------------------------------- failures
@@ -486,7 +552,7 @@ async def test_restart_catches_up_once_within_grace(studio: Harness) -> None:
     await at(h, utc(2026, 3, 2, 21, 45))
     assert len(posts_to_dm(h, alice)) == 1 and len(posts_to_dm(h, bob)) == 1
     # A reply after the restart still lands.
-    cog(h).throttle_seconds = 0
+    h.bot.get_cog("DMReplies").settle_seconds = 0
     assert (await say(h, alice, "done"))["content"].startswith("Logged **Finished**")
 
 
@@ -599,3 +665,22 @@ async def test_a_server_name_in_a_dm_cannot_ping(running: Harness) -> None:
     [message] = dm_rounds(h, alice)
     assert "@\u200beveryone \\*Beats\\*" in message["content"]
     assert not message["mention_everyone"] and message["_allowed_mentions"] == {"parse": []}
+
+
+async def test_a_member_who_left_the_server_gets_no_more_dms_from_it(studio: Harness) -> None:
+    """Without the members intent nobody tells the bot; about once a week it asks Discord (one request)."""
+    h, alice, bob = studio, studio.studio.alice, studio.studio.bob
+    await dm_on(h, alice, "21:00", "Europe/Berlin")
+    await dm_on(h, bob, "21:00", "Europe/Berlin")
+    member_gets = lambda: h.fake.requests_to("/guilds/{guild_id}/members/{user_id}", "GET")  # noqa: E731
+    await at(h, utc(2026, 3, 2, 20, 0, 5))
+    assert len(dm_rounds(h, alice)) == 1 and member_gets() == []  # just switched on: known to be there
+    h.fake.remove_member(h.studio.guild, alice)
+    await h.fake.sync()
+    await at(h, utc(2026, 3, 10, 20, 0, 5))  # a week on: asked once each
+    assert len(dm_rounds(h, alice)) == 1 and len(dm_rounds(h, bob)) == 2
+    assert len(member_gets()) == 2
+    schedule = await h.bot.storage.get_dm_schedule(h.studio.guild, alice)
+    assert not schedule.enabled and schedule.off_reason == "left_server"
+    await at(h, utc(2026, 3, 11, 20, 0, 5))
+    assert len(dm_rounds(h, bob)) == 3 and len(member_gets()) == 2  # Bob is not asked again for a week

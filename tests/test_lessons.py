@@ -171,7 +171,7 @@ def test_search(library: LessonLibrary) -> None:
         "core-11-portfolio",
         "core-12-reflection",
     ]
-    assert len(library.search("")) == 12
+    assert len(library.search("")) == len(library) == 24
     assert len(library.search("", limit=5)) == 5
     assert library.search("core", limit=0) == []
     assert library.search("no such lesson anywhere") == []
@@ -455,3 +455,119 @@ def test_lesson_error_message_format(tmp_path: Path) -> None:
     path = write(tmp_path / "core" / "03-x.md", lesson_text().replace("title: A Test Lesson\n", ""))
     message = assert_load_fails(tmp_path)
     assert message == f"{path}: missing field 'title'"
+
+
+# ---------------------------------------------------------------- the Extension tracks and the richer format
+
+
+@pytest.fixture(scope="module")
+def extensions(library: LessonLibrary) -> tuple[Lesson, ...]:
+    return library.track("finishing") + library.track("working")
+
+
+def test_tracks_unlock_in_order_with_their_modules(library: LessonLibrary) -> None:
+    assert [(t.name, t.title, t.unlock) for t in library.track_info] == [
+        ("core", "Core Track", 0), ("finishing", "Finishing Craft", 10), ("working", "The Working Producer", 20)]
+    assert [lesson.track for lesson in library.lessons] == ["core"] * 12 + ["finishing"] * 6 + ["working"] * 6
+    finishing = library.track_of("finishing")
+    assert [name for name, _ in finishing.modules] == ["shape", "judge", "out"]
+    assert library.first_track == "core"
+
+
+def test_extension_lessons_use_the_whole_format(extensions: tuple[Lesson, ...]) -> None:
+    banned = ["fast-paced", "@everyone", "@here", "<@", "hustle", "grind", "at the end of the day", "guarantee"]
+    assert len(extensions) == 12
+    for lesson in extensions:
+        assert 120 <= word_count(lesson.excerpt) <= 250, lesson.id
+        assert lesson.module and lesson.outcome and len(lesson.quick_reference) == 3 and lesson.faq, lesson.id
+        assert 1 <= len(re.findall(r"[.!?](?:\s|$)", lesson.your_turn)) <= 4, lesson.id
+        assert lesson.reflect.endswith("?") and lesson.reflect.count("?") == 1, lesson.id
+        assert all(question.endswith("?") for question, _ in lesson.faq), lesson.id
+        text = "\n".join([lesson.title, lesson.excerpt, lesson.your_turn, lesson.reflect, *lesson.quick_reference,
+                          *(q + a for q, a in lesson.faq)]).lower()
+        for phrase in banned:
+            assert phrase not in text, f"{lesson.id}: {phrase!r}"
+    assert len({lesson.excerpt.split()[0].lower() for lesson in extensions}) >= 10
+
+
+def rich_lesson(**overrides: str) -> str:
+    parts = {
+        "front": "module: basics\n",
+        "turn": "Bounce a rough mix today.\nOutcome: a rough mix on your phone.",
+        "extra": "## Quick Reference\n- one\n- two\n- three\n\n## FAQ\nQ: Why?\nA: Because it\nhelps.\nQ: When?\nA: Today.\n",
+    }
+    parts.update(overrides)
+    return (f"---\nid: t-01\ntrack: t\norder: 1\ntitle: Rich\n{parts['front']}---\nSome words.\n\n"
+            f"## Your Turn\n{parts['turn']}\n\n## Reflect\nWhat got in the way?\n\n{parts['extra']}")
+
+
+TRACK = "---\ntrack: t\ntitle: Test Track\nunlock: {unlock}\n---\nAbout it.\n\n## Modules\n- basics: The Basics\n"
+
+
+def test_rich_lesson_and_track_load(tmp_path: Path) -> None:
+    write(tmp_path / "t" / "_track.md", TRACK.format(unlock=15))
+    write(tmp_path / "t" / "01-rich.md", rich_lesson())
+    library = load_lessons(tmp_path)
+    (lesson,) = library.lessons
+    assert lesson.your_turn == "Bounce a rough mix today." and lesson.outcome == "a rough mix on your phone."
+    assert lesson.quick_reference == ("one", "two", "three")
+    assert lesson.faq == (("Why?", "Because it helps."), ("When?", "Today."))
+    track = library.track_of("t")
+    assert (track.title, track.unlock, track.description, track.modules) == (
+        "Test Track", 15, "About it.", (("basics", "The Basics"),))
+    assert library.first_track == "t"  # no Core Track: the first one there is
+
+
+@pytest.mark.parametrize("unlock", ["ten", "-5", "1.5", "99999999"])
+def test_bad_unlock_value_is_refused(tmp_path: Path, unlock: str) -> None:
+    write(tmp_path / "t" / "_track.md", TRACK.format(unlock=unlock))
+    write(tmp_path / "t" / "01-rich.md", rich_lesson())
+    assert_load_fails(tmp_path, "t/_track.md", "unlock")
+
+
+def test_module_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    write(tmp_path / "t" / "_track.md", TRACK.format(unlock=0))
+    write(tmp_path / "t" / "01-rich.md", rich_lesson(front="module: advanced\n"))
+    assert_load_fails(tmp_path, "t/01-rich.md", "module 'advanced' does not exist in track 't'", "declares: basics")
+
+
+def test_module_without_a_track_file_is_refused(tmp_path: Path) -> None:
+    write(tmp_path / "t" / "01-rich.md", rich_lesson())
+    assert_load_fails(tmp_path, "01-rich.md", "module 'basics' does not exist", "declares: none")
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ("## FAQ\nQ: Why?\nQ: When?\nA: Today.\n", "FAQ question 'Why?' has no answer"),
+    ("## FAQ\nQ: Why?\n", "FAQ question 'Why?' has no answer"),
+    ("## FAQ\nA: Because.\n", "has no question before it"),
+    ("## FAQ\nJust text.\n", "FAQ must start with a 'Q:' line"),
+    ("## Quick Reference\n- a\n- b\n- c\n- d\n", "'Quick Reference' has 4 lines"),
+    ("## Quick Reference\n- " + "x" * 121 + "\n", "over 120"),
+    ("## Homework\nx\n", "unknown section '## Homework'"),
+])
+def test_bad_faq_and_quick_reference_are_refused(tmp_path: Path, extra: str, problem: str) -> None:
+    write(tmp_path / "t" / "_track.md", TRACK.format(unlock=0))
+    write(tmp_path / "t" / "01-rich.md", rich_lesson(extra=extra))
+    assert_load_fails(tmp_path, "t/01-rich.md", problem)
+
+
+@pytest.mark.parametrize(("turn", "problem"), [
+    ("Do it.\nOutcome:", "empty 'Outcome:' line"),
+    ("Do it.\nOutcome: a\nOutcome: b", "two 'Outcome:' lines"),
+    ("Outcome: a mix", "an outcome but no exercise"),
+    ("Do it.\nOutcome: " + "x" * 201, "over the limit of 200"),
+])
+def test_bad_outcome_is_refused(tmp_path: Path, turn: str, problem: str) -> None:
+    write(tmp_path / "t" / "_track.md", TRACK.format(unlock=0))
+    write(tmp_path / "t" / "01-rich.md", rich_lesson(turn=turn))
+    assert_load_fails(tmp_path, "01-rich.md", problem)
+
+
+def test_track_file_problems_name_the_file(tmp_path: Path) -> None:
+    write(tmp_path / "t" / "01-rich.md", rich_lesson(front=""))
+    write(tmp_path / "u" / "_track.md", TRACK.replace("track: t", "track: u").format(unlock=0))
+    assert_load_fails(tmp_path, "u/_track.md", "track 'u' has no lessons")
+    write(tmp_path / "u" / "_track.md", "---\ntrack: u\ntitle: U\ncolour: red\n---\n")
+    assert_load_fails(tmp_path, "u/_track.md", "unknown front matter field 'colour'")
+    write(tmp_path / "u" / "_track.md", "---\ntrack: t\ntitle: U\n---\n\n## Modules\n- not a module line\n")
+    assert_load_fails(tmp_path, "u/_track.md", "is not '- name: Title'")

@@ -99,8 +99,15 @@ def test_every_shipped_lesson_post_fits_discords_embed_limits() -> None:
         assert len(embed) <= EMBED_TOTAL_MAX, lesson.id
         # The shipped lessons fit whole: nothing is cut.
         assert data["title"] == lesson.title and data["description"] == lesson.excerpt
-        assert data["fields"][0]["value"] == lesson.your_turn and lesson.reflect in data["footer"]["text"]
+        exercise = f"{lesson.your_turn}\n\n**You'll have:** {lesson.outcome}" if lesson.outcome else lesson.your_turn
+        assert data["fields"][0]["value"] == exercise and lesson.reflect in data["footer"]["text"]
+        assert len(data["fields"]) == 1  # the post: Quick Reference and FAQ are for /lesson show
+        full = lesson_embed(lesson, full=True, author="Finishing Craft · Out the Door · 6 of 6").to_dict()
+        assert len(lesson_embed(lesson, full=True)) <= EMBED_TOTAL_MAX and full["description"] == lesson.excerpt
+        assert [f["name"] for f in full["fields"][1:]] == (["Quick Reference"] if lesson.quick_reference else []) + [
+            q for q, _ in lesson.faq]
         assert len(f"bounce:lr:{lesson.id}") <= 100 and len(f"bounce:rf:{lesson.id}:{2**64}") <= 100
+        assert len(f"bounce:ld:{lesson.id}") <= 100
 
 
 def test_an_oversized_lesson_is_cut_to_fit() -> None:
@@ -349,13 +356,15 @@ async def test_list_marks_reflections_and_pages(running: Harness) -> None:
     await handle.response()
     embed = handle.response_data["embeds"][0]
     lines = embed["description"].splitlines()
-    assert lines[0].startswith("✅") and FIRST.title in lines[0] and "latest here" in lines[0]
-    assert all(line.startswith("▫️") for line in lines[1:]) and len(lines) == 10
-    assert "1 of 12" in embed["footer"]["text"] and "page 1/2" in embed["footer"]["text"]
+    assert lines[0] == "__Core Track__"
+    assert lines[1].startswith("💭") and FIRST.title in lines[1] and "latest here" in lines[1]
+    assert all(line.startswith("▫️") for line in lines[2:]) and len(lines) == 11
+    assert "reflected: 1" in embed["footer"]["text"] and f"of {len(LIBRARY)}" in embed["footer"]["text"]
+    assert f"page 1/{-(-len(LIBRARY) // 10)}" in embed["footer"]["text"]
     nxt = [c for row in handle.response_data["components"] for c in row["components"] if c["label"] == "Next"][0]
     click = await running.fake.click(handle.original, nxt["custom_id"], alice)
     await click.response()
-    assert "page 2/2" in click.response_data["embeds"][0]["footer"]["text"]
+    assert "page 2/" in click.response_data["embeds"][0]["footer"]["text"]
     assert LAST.title in click.response_data["embeds"][0]["description"]
 
 

@@ -287,12 +287,12 @@ async def test_a_button_answer_says_the_one_line_left_in_the_rotation(running: H
 
 async def test_a_dm_round_says_the_one_text_left_in_the_rotation(running: Harness) -> None:
     from tests.test_dm import at as dm_at
-    from tests.test_dm import cog, dm_on, dm_rounds
+    from tests.test_dm import dm_on, dm_rounds
 
     h, alice, guild = running, running.studio.alice, running.studio.guild
     await h.setup_checkin("20:00", "Europe/Berlin")
     await (await h.slash(h.studio.admin, "coach post-now")).wait_text()  # a DM delivers the open round
-    cog(h).throttle_seconds = 0
+    h.bot.get_cog("DMReplies").settle_seconds = 0
     texts = h.bot.prompts.replies["dm_round"]
     left = 7
     said = " ".join(voice.line_id(text) for i, text in enumerate(texts) if i != left)

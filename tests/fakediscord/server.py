@@ -705,9 +705,13 @@ class FakeDiscord(World):
             users = [u for u in users if "users" in parse or u in allowed_users]
             roles = [r for r in roles if "roles" in parse or r in allowed_roles]
             everyone = everyone and "everyone" in parse
-        if everyone and guild_id is not None:
+        if (everyone or roles) and guild_id is not None:
             cid = int(msg["channel_id"])
-            everyone = bool(self.channel_permissions(cid, self.bot_user_id) & MENTION_EVERYONE)
+            may_mention_all = bool(self.channel_permissions(cid, self.bot_user_id) & MENTION_EVERYONE)
+            everyone = everyone and may_mention_all
+            # A role that isn't mentionable pings only when the author may mention all roles (Discord's rule).
+            known = self.guild(guild_id).roles
+            roles = [r for r in roles if may_mention_all or known.get(r, {}).get("mentionable")]
         ref = msg.get("referenced_message")
         if ref and (am is None or am.get("replied_user", True)):
             users.append(int(ref["author"]["id"]))
@@ -1692,10 +1696,13 @@ class FakeDiscord(World):
         return out
 
     async def click(self, message: dict, custom_id: str, user_id: int, *, guild_id: int | None = None,
-                    values: list[str] | None = None, locale: str = "en-US") -> InteractionHandle:
-        """A user clicks a button (or picks select `values`) on a message the bot sent."""
+                    channel_id: int | None = None, values: list[str] | None = None,
+                    locale: str = "en-US") -> InteractionHandle:
+        """A user clicks a button (or picks select `values`) on a message the bot sent. `guild_id` and
+        `channel_id` place the click elsewhere than the message (what Discord never sends today: for tests of
+        defence in depth)."""
         stored = self._msg_index.get(int(message["id"]), message)
-        cid = int(stored["channel_id"])
+        cid = channel_id or int(stored["channel_id"])
         if guild_id is None:
             guild_id = self.channel_guild.get(cid)
         comp = self._find_component(stored.get("components"), custom_id)

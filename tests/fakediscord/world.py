@@ -234,10 +234,11 @@ class World:
             "communication_disabled_until": None,
         }
 
-    def add_role(self, guild_id: int, name: str, permissions: int = 0) -> int:
+    def add_role(self, guild_id: int, name: str, permissions: int = 0, *, mentionable: bool = False) -> int:
         g = self.guild(guild_id)
         rid = self.snowflake()
         g.roles[rid] = self._role_json(rid, name, permissions, position=len(g.roles))
+        g.roles[rid]["mentionable"] = mentionable
         self._emit("GUILD_ROLE_CREATE", {"guild_id": str(guild_id), "role": g.roles[rid]})
         return rid
 
