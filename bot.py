@@ -12,6 +12,7 @@ import random
 import signal
 import sqlite3
 import sys
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ import yarl
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from discord.ext import commands
 
+from coach import metrics
 from coach.clock import Clock, SystemClock
 from coach.lessons import LessonError, LessonLibrary, load_lessons
 from coach.pacer import Pacer
@@ -32,7 +34,8 @@ from cogs.outbox import Outbox
 log = logging.getLogger("bounce")
 
 COGS = ("cogs.errors", "cogs.admin", "cogs.rounds", "cogs.projects", "cogs.me", "cogs.dm", "cogs.dm_replies",
-        "cogs.lessons", "cogs.lesson_buttons", "cogs.lesson_reading", "cogs.board")
+        "cogs.lessons", "cogs.lesson_buttons", "cogs.lesson_reading", "cogs.board",
+        "cogs.web")
 INTENTS = discord.Intents.none()
 INTENTS.guilds = True           # channels, roles, the bot's own member: to check where it can post
 INTENTS.dm_messages = True      # plain-text check-in replies in DMs (no message-content intent needed there)
@@ -89,6 +92,7 @@ class BounceBot(commands.Bot):
         self.synced = False
         self._tick_lock = asyncio.Lock()
         self.catch_up_task: asyncio.Task[None] | None = None
+        self.last_tick_at: float | None = None  # time.monotonic() at the end of the last tick (for /healthz)
         self.outbox = Outbox(self)
 
     def _pace_every_request(self) -> None:
@@ -99,7 +103,8 @@ class BounceBot(commands.Bot):
 
         async def paced(route: discord.http.Route, **kwargs: Any) -> Any:
             if not route.path.startswith(("/interactions/", "/webhooks/")):
-                await self.pacer.wait()
+                with metrics.SEND_QUEUE.track_inprogress():
+                    await self.pacer.wait()
             return await send(route, **kwargs)
 
         self.http.request = paced  # type: ignore[method-assign]
@@ -155,6 +160,7 @@ class BounceBot(commands.Bot):
         line = self.outbox.summary(reports)
         if line:
             log.info("tick: %s", line)
+        self.last_tick_at = time.monotonic()
 
     def command_payload(self) -> tuple[discord.Object | None, list[dict[str, Any]]]:
         guild = discord.Object(self.settings.dev_guild_id) if self.settings.dev_guild_id else None

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from coach import projects, voice
+from coach import metrics, projects, voice
 from coach.errors import BadInput, Conflict
 from coach.prompts import Prompts
 from coach.storage import Checkin, Project, Round, Storage
@@ -137,6 +137,7 @@ async def record(
         guild_id=guild_id, user_id=user_id, local_date=local_date, round_id=round_id, status=status,
         project_id=project.id if project else None, note=note, via=via, now=now,
     )
+    metrics.answered(via)
     history.answers[local_date] = checkin.status
     after = history.streak()
     situation = await voice.situation_for(

@@ -32,13 +32,16 @@ class Settings(BaseSettings):
     prompts_dir: Path = ROOT / "prompts"
     instance_id: str = ""                                   # this process's name on outbox leases
     outbox_lease_seconds: int = Field(default=60, ge=2, le=3600)
+    web_port: int | None = Field(default=None, ge=0, le=65535)  # 0: any free port (tests)
+    web_host: str = "127.0.0.1"
+    web_base_url: str | None = None
 
     @field_validator("discord_token", mode="before")
     @classmethod
     def _token(cls, value: object) -> object:
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("dev_guild_id", mode="before")
+    @field_validator("dev_guild_id", "web_port", "web_base_url", mode="before")
     @classmethod
     def _blank_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -65,6 +68,15 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must be a URL starting with http(s):// or ws(s)://")
+        return value.rstrip("/")
+
+    @field_validator("web_base_url")
+    @classmethod
+    def _base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be the page's public address starting with http:// or https://")
         return value.rstrip("/")
 
     @property

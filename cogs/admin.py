@@ -274,6 +274,15 @@ class Admin(commands.Cog):
     async def export(self, interaction: discord.Interaction) -> None:
         await self.bot.get_cog("Board").export(interaction)  # type: ignore[union-attr]
 
+    # ------------------------------------------------------------------ the server's web page (delegates to cogs/web.py)
+
+    @coach.command(name="web", description="This server's public page: switch it on or off, or make a new link.")
+    @app_commands.describe(action="on: make the page; off: take it down; new-link: replace its address. "
+                                  "Empty: show it")
+    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("on", "off", "new-link")])
+    async def web(self, interaction: discord.Interaction, action: app_commands.Choice[str] | None = None) -> None:
+        await self.bot.get_cog("Web").coach_web(interaction, action.value if action else None)  # type: ignore[union-attr]
+
 
 async def setup(bot: BounceBot) -> None:
     await bot.add_cog(Admin(bot))

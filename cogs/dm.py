@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from coach import dm, voice
+from coach import dm, metrics, voice
 from coach.clock import from_unix, to_unix
 from coach.errors import NotAllowed, NotFound
 from coach.outbox import Job, Retry, Sent, Skip, TakeReport
@@ -136,6 +136,7 @@ class DMs(commands.Cog):
         """Discord 50007: stop DMing this member everywhere, remember why, tell them in each server."""
         now = self.bot.clock.now()
         switched = await self.storage.dm_off_everywhere(round_.user_id, "dms_closed", now)
+        metrics.dms_switched_off()
         for guild_id in sorted(set(switched) | {round_.guild_id}):
             await self.storage.set_notice(guild_id, round_.user_id, dm.CLOSED_NOTICE)
         log.warning("user %s has DMs closed (50007): DM check-ins switched off in %d server(s)",

@@ -1,4 +1,4 @@
-"""/me: a member's own settings and data in this server: announce, dm, away, back, export, forget."""
+"""/me: a member's own settings and data in this server: announce, public, dm, away, back, export, forget."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ class Me(commands.Cog):
                     "Done: you stay out of public posts. Finished projects aren't celebrated in the channel, and "
                     "the weekly recap counts your check-ins and finishes without naming you. You still get "
                     "every point.")
+
+    @me.command(name="public", description="Show or hide your name on this server's public page.")
+    @app_commands.describe(switch="on: you may appear on the page; off: keep you off it")
+    @app_commands.choices(switch=[app_commands.Choice(name="on", value="on"),
+                                  app_commands.Choice(name="off", value="off")])
+    async def public(self, interaction: discord.Interaction, switch: app_commands.Choice[str]) -> None:
+        await self.bot.get_cog("Web").me_public(interaction, switch.value == "on")  # type: ignore[union-attr]
 
     @me.command(name="dm", description="Get the check-in by DM at your own time, or see your DM setting.")
     @app_commands.describe(switch="on: DM me the check-in; off: stop; leave empty to see your setting",

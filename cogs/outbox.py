@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 
+from coach import metrics
 from coach.clock import to_unix
 from coach.outbox import NONCE_WINDOW, Fail, Job, Outcome, Retry, Sent, Skip, TakeReport, backoff, crashpoint
 
@@ -216,10 +217,13 @@ class Outbox:
                 crashpoint("after_post")
         except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
             outcome = classify(exc)
+            if not isinstance(outcome, Skip):  # skipped (answered, switched off): nothing failed
+                metrics.post_failed(job.kind, exc)
             if type(outcome) is Fail and outcome.reason == "internal_error":
                 log.error("%s post %s (guild %s) failed", job.kind, job.ref_id, job.guild_id, exc_info=exc)
             await self._failed(job, lane, outcome, now)
             return
+        metrics.post_sent(job.kind)
         await self._finish(job, lane, "done", sent, None, self.bot.clock.now())
         crashpoint("after_record")
 

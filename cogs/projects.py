@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import projects, voice
+from coach import metrics, projects, voice
 from coach.storage import Project
 from coach.text import safe_name, safe_title
 from cogs.common import Repeats, member_name, reply
@@ -115,7 +115,9 @@ class Projects(commands.Cog):
         try:
             await channel.send(text, allowed_mentions=discord.AllowedMentions(
                 everyone=False, roles=False, users=[discord.Object(user_id)]))
+            metrics.post_sent("celebration")
         except discord.HTTPException as exc:
+            metrics.post_failed("celebration", exc)
             log.warning("could not announce finished project %s in guild %s: %s", project.id, guild_id, exc)
 
     @project.command(name="drop", description="Let a project go, on purpose.")

@@ -242,6 +242,8 @@ class FakeDiscord(World):
         self._session: Session | None = None
         self._resumed = asyncio.Event()
         self._conns: set[Connection] = set()
+        self._gateway_open = asyncio.Event()  # cleared by hold_gateway(): new connections wait
+        self._gateway_open.set()
         # internals
         self._msg_index: dict[int, dict] = {}
         self._by_id: dict[int, InteractionHandle] = {}
@@ -271,6 +273,7 @@ class FakeDiscord(World):
         self._t0 = time.monotonic()
 
     async def stop(self) -> None:
+        self._gateway_open.set()
         for conn in list(self._conns):
             conn.queue.put_nowait(None)
             with contextlib.suppress(Exception):
@@ -1152,6 +1155,7 @@ class FakeDiscord(World):
                 conn.queue.task_done()
 
     async def _handle_gateway(self, request: web.Request) -> web.StreamResponse:
+        await self._gateway_open.wait()  # hold_gateway(): the handshake hangs, as when Discord is unreachable
         ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
         await ws.prepare(request)
         conn = Connection(ws, request)
@@ -1357,6 +1361,14 @@ class FakeDiscord(World):
             await conn.ws.close(code=code)
         if wait:
             await self.wait_resumed(timeout)
+
+    def hold_gateway(self) -> None:
+        """Gateway outage: new connections hang in their handshake until release_gateway() (combine with
+        drop_connection(wait=False) to keep the bot disconnected for a while)."""
+        self._gateway_open.clear()
+
+    def release_gateway(self) -> None:
+        self._gateway_open.set()
 
     async def wait_resumed(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         try:
