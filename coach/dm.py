@@ -168,7 +168,7 @@ def take_for(schedule: DMSchedule, now: datetime, grace: timedelta) -> tuple[Tak
     return take, len(plan.missed)
 
 
-async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int = 200) -> TakeReport:
+async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int = 50) -> TakeReport:
     """Take every due DM schedule into the outbox, a chunk per transaction."""
     report = TakeReport()
     while True:

@@ -50,7 +50,7 @@ def take_for(schedule: Storage.LessonSchedule, now: datetime, grace: timedelta, 
 
 
 async def take_due(storage: Storage, now: datetime, grace: timedelta,
-                   next_lesson: Callable[[int], Awaitable[str]], limit: int = 100) -> TakeReport:
+                   next_lesson: Callable[[int], Awaitable[str]], limit: int = 25) -> TakeReport:
     """Take every due lesson schedule into the outbox; `next_lesson(guild_id)` names the lesson it posts."""
     report = TakeReport()
     while True:

@@ -12,7 +12,7 @@ from coach.schedule import next_occurrence, parse_time
 from coach.storage import GuildSettings, Storage
 
 log = logging.getLogger("bounce.rounds")
-CHUNK = 100  # schedules per take transaction: short, so members' answers never wait long behind one
+CHUNK = 25  # schedules per take transaction: short, so members' writes never wait long behind one
 
 
 def next_due_for(guild_time: str, timezone: str, days: int, after: datetime) -> datetime:

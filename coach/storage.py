@@ -134,6 +134,9 @@ _CHECKIN_COLS = ("id, guild_id, user_id, local_date, round_id, status, project_i
                  "updated_at")
 
 
+_READ_ONLY = re.compile(r"\s*SELECT\b", re.IGNORECASE)  # statements the read connection may take
+
+
 class Storage:
     """One aiosqlite connection; writes that belong together run in one IMMEDIATE transaction."""
 
@@ -141,6 +144,9 @@ class Storage:
         self.db = db
         self.path = path
         self._tx_lock = asyncio.Lock()  # one transaction at a time on the shared connection
+        # Reads go to a second connection: in WAL mode they see the last commit without waiting for a write in
+        # progress, so members' answers never queue behind a fan-out's transactions. (In memory: the one.)
+        self.reader: aiosqlite.Connection | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -150,6 +156,7 @@ class Storage:
         if target is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path), isolation_level=None)
+        reader: aiosqlite.Connection | None = None
         try:
             await db.execute("PRAGMA busy_timeout=5000")  # first: another process may be opening it right now
             await db.execute("PRAGMA journal_mode=WAL")
@@ -159,12 +166,21 @@ class Storage:
             await db.create_function("may_name_publicly", 1, may_name_publicly, deterministic=True)
             store = cls(db, target)
             await store._migrate(migrations(migrations_dir))
+            if target is not None:
+                reader = await aiosqlite.connect(f"file:{target}?mode=ro", uri=True, isolation_level=None)
+                store.reader = reader
+                await reader.execute("PRAGMA busy_timeout=5000")
+                await reader.create_function("may_name_publicly", 1, may_name_publicly, deterministic=True)
         except BaseException:
+            if reader is not None:
+                await reader.close()
             await db.close()
             raise
         return store
 
     async def close(self) -> None:
+        if self.reader is not None:
+            await self.reader.close()
         await self.db.close()
 
     async def _migrate(self, known: Sequence[tuple[int, str, str]]) -> None:
@@ -223,10 +239,16 @@ class Storage:
     # land inside it (and be rolled back with it). Never call these inside `transaction()`: use its `db`.
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        if self.reader is not None and _READ_ONLY.match(sql):
+            async with self.reader.execute(sql, tuple(params)) as cur:
+                return await cur.fetchone()
         async with self._tx_lock, self.db.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        if self.reader is not None and _READ_ONLY.match(sql):
+            async with self.reader.execute(sql, tuple(params)) as cur:
+                return list(await cur.fetchall())
         async with self._tx_lock, self.db.execute(sql, tuple(params)) as cur:
             return list(await cur.fetchall())
 
