@@ -1,4 +1,4 @@
-"""/me: a member's own settings and data in this server: announce, dm, away, back, export, forget."""
+"""/me: a member's own settings and data in this server: announce, dm, nudge, away, back, export, forget."""
 
 from __future__ import annotations
 
@@ -66,6 +66,17 @@ class Me(commands.Cog):
         # DM check-ins live in cogs/dm.py; this is only the /me entry point.
         await self.bot.get_cog("DMs").handle_me_dm(interaction, switch.value if switch else None,  # type: ignore[union-attr]
                                                    time, timezone, days)
+
+    @me.command(name="nudge", description="One DM before the round closes if you haven't checked in, or your setting.")
+    @app_commands.describe(switch="on: nudge me; off: stop; leave empty to see your setting",
+                           hours_before="How many hours before the round closes (1 to 12, default 3)")
+    @app_commands.choices(switch=[app_commands.Choice(name="on", value="on"),
+                                  app_commands.Choice(name="off", value="off")])
+    async def nudge(self, interaction: discord.Interaction, switch: app_commands.Choice[str] | None = None,
+                    hours_before: int | None = None) -> None:
+        # Nudges live in cogs/nudges.py; this is only the /me entry point.
+        await self.bot.get_cog("Nudges").handle_me_nudge(interaction, switch.value if switch else None,  # type: ignore[union-attr]
+                                                         hours_before)
 
     # ------------------------------------------------------------------ away / back
 
