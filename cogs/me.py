@@ -132,8 +132,8 @@ class Me(commands.Cog):
         view = confirm_view("fg", interaction.guild_id, interaction.user.id, token)
         expires = now + board.CONFIRM_MAX_AGE
         await reply(interaction, "This deletes everything Bounce keeps about you **in this server**: check-ins, "
-                                 "projects, points, streak history, reflections, away days and DM check-in "
-                                 "settings. It can't be undone; your data in other servers stays. "
+                                 "projects, points, streak history, reflections, away days, DM check-in and "
+                                 "nudge settings. It can't be undone; your data in other servers stays. "
                                  f"(`/me export` first if you want a copy.) This button works until {ts(expires, 't')}.",
                     view=view)
 

@@ -329,3 +329,31 @@ async def test_forget_removes_nudges(studio: Harness) -> None:
     counts = await h.bot.storage.forget_member(h.studio.guild, alice)
     assert counts["nudge_settings"] == 1 and counts["nudges"] == 1
     assert await h.bot.storage.nudge_check(h.studio.guild, alice) is None
+
+
+async def test_switched_on_inside_the_window_waits_for_the_next_round(studio: Harness) -> None:
+    h, admin = studio, studio.studio.admin
+    h.clock.set(utc(2026, 3, 3, 17))  # two hours before Monday's round closes
+    text = await nudge(h, admin, {"switch": "on"})
+    assert f"<t:{to_unix(utc(2026, 3, 4, 16))}:F>" in text  # Wednesday's, not one right now
+    await at(h, utc(2026, 3, 3, 17, 30))
+    assert nudges_to(h, admin) == []
+    await at(h, utc(2026, 3, 3, 19, 0, 5))
+    await at(h, utc(2026, 3, 4, 16, 0, 5))
+    assert len(nudges_to(h, admin)) == 1
+
+
+async def test_two_processes_on_one_database_take_a_nudge_once(studio: Harness) -> None:
+    """The compare-and-set on next_due and the unique row, in one transaction: a second taker gets nothing."""
+    import asyncio
+
+    h, now = studio, TUESDAY_NUDGE + timedelta(seconds=5)
+    due = await h.bot.storage.due_nudges(to_unix(now), 10)
+    takes = [nudges.take_for(c, now) for c in due]
+    first, second = await asyncio.gather(h.bot.storage.take_nudges(takes, now),
+                                         h.bot.storage.take_nudges(takes, now))
+    assert sorted([len(first), len(second)]) == [0, 2]
+    # Even a schedule set due again (a new check-in time) takes no second nudge for the same round.
+    await h.bot.storage.execute("UPDATE nudge_settings SET next_due = ?", (to_unix(TUESDAY_NUDGE),))
+    again = [nudges.take_for(c, now) for c in await h.bot.storage.due_nudges(to_unix(now), 10)]
+    assert again and await h.bot.storage.take_nudges(again, now) == []
