@@ -140,7 +140,7 @@ def take_for(check: NudgeCheck, now: datetime) -> NudgeTake:
                      scheduled_at=check.next_due, closes_at=check.closes_at, expires_at=check.closes_at)
 
 
-async def take_due(storage: Storage, now: datetime, limit: int = 200) -> TakeReport:
+async def take_due(storage: Storage, now: datetime, limit: int = 50) -> TakeReport:
     """Take every due nudge into the outbox, a chunk per transaction."""
     report = TakeReport()
     while True:
