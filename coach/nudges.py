@@ -80,6 +80,8 @@ def why_not(check: NudgeCheck, now: datetime, round_id: int | None = None) -> st
         return "no_round"
     if (round_id is not None and check.round_id != round_id) or to_unix(now) >= check.closes_at:
         return "round_closed"
+    if not closes_open_round(check):
+        return "stays_open"
     if check.answered:
         return "answered"
     today = now.astimezone(zone(check.guild_tz)).date()
@@ -88,6 +90,14 @@ def why_not(check: NudgeCheck, now: datetime, round_id: int | None = None) -> st
     if is_quiet(now, member_zone(check)):
         return "quiet_hours"
     return None
+
+
+def closes_open_round(check: NudgeCheck) -> bool:
+    """Whether the server's next run opens a new round. Not when it falls on the open round's own date (a round
+    posted early with /coach post-now): the open round then stays open until the run after it."""
+    if check.closes_at is None or check.round_date is None:
+        return True
+    return from_unix(check.closes_at).astimezone(zone(check.guild_tz)).date().isoformat() != check.round_date
 
 
 def first_due(closes_at: int | None, hours: int, now: datetime) -> int | None:
@@ -118,8 +128,9 @@ def next_nudge_at(check: NudgeCheck, now: datetime) -> datetime | None:
         if index > 0:
             opened, close = close, following(close)
         at = close - timedelta(hours=check.hours_before)
-        if index == 0 and (check.next_due is None or check.answered):
-            continue  # this round's nudge was taken (or its time passed when switched on), or it's answered
+        if index == 0 and (check.next_due is None or check.answered or not closes_open_round(check)):
+            continue  # this round's nudge was taken (or its time passed when switched on), it's answered, or
+            # the round doesn't close at the next run
         at = max(at, now)
         round_day = (opened.astimezone(guild_tz).date() if opened is not None else
                      date.fromisoformat(check.round_date) if check.round_date else at.astimezone(guild_tz).date())

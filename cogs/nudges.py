@@ -76,15 +76,17 @@ class Nudges(commands.Cog):
         server = safe_name(guild.name, 60)
         ignored = await self.storage.nudges_ignored(nudge.guild_id, nudge.user_id, check.on_at)
         pause = nudges.pauses_now(ignored)
-        say = dict(storage=self.storage, prompts=self.bot.prompts, rng=self.bot.rng, guild_id=nudge.guild_id,
-                   user_id=nudge.user_id, server=server)
-        line = await voice.say(situation="nudge", **say)  # type: ignore[arg-type]
-        pause_line = await voice.say(situation="nudge_pause", **say) if pause else None  # type: ignore[arg-type]
+        line = await self.say("nudge", nudge, server)
+        pause_line = await self.say("nudge_pause", nudge, server) if pause else None
         link = nudges.round_link(nudge.guild_id, check.round_channel, check.round_message)
         content = cut_block(nudges.dm_text(line, server, from_unix(nudge.closes_at), link, pause_line),
                             CONTENT_MAX)
         await self.storage.set_nudge_content(nudge.id, content, pause)
         return content
+
+    async def say(self, situation: str, nudge: nudges.Nudge, server: str) -> str:
+        return await voice.say(self.storage, self.bot.prompts, self.bot.rng, situation, guild_id=nudge.guild_id,
+                               user_id=nudge.user_id, server=server)
 
     async def find(self, job: Job) -> Sent | None:
         """Past Discord's nonce window: did an earlier attempt send this nudge? (Same words, stored.)"""

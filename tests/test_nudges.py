@@ -357,3 +357,19 @@ async def test_two_processes_on_one_database_take_a_nudge_once(studio: Harness) 
     await h.bot.storage.execute("UPDATE nudge_settings SET next_due = ?", (to_unix(TUESDAY_NUDGE),))
     again = [nudges.take_for(c, now) for c in await h.bot.storage.due_nudges(to_unix(now), 10)]
     assert again and await h.bot.storage.take_nudges(again, now) == []
+
+
+async def test_a_round_posted_early_is_nudged_before_it_really_closes(running: Harness) -> None:
+    """/coach post-now opens Monday's round at noon; the 20:00 run that day opens no new one, so the round stays
+    open until Tuesday's and the nudge comes three hours before that."""
+    h, alice = running, running.studio.alice
+    await h.setup_checkin("20:00", "Europe/Berlin")
+    await (await h.slash(h.studio.admin, "coach post-now")).wait_text()
+    await nudge(h, alice, {"switch": "on"})
+    await at(h, utc(2026, 3, 2, 16, 0, 5))
+    assert nudges_to(h, alice) == []
+    await at(h, utc(2026, 3, 2, 19, 0, 5))
+    assert len(h.round_messages()) == 1
+    await at(h, TUESDAY_NUDGE + timedelta(seconds=5))
+    [message] = nudges_to(h, alice)
+    assert f"<t:{to_unix(utc(2026, 3, 3, 19))}:R>" in message["content"]
