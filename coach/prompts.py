@@ -53,6 +53,8 @@ SITUATIONS: tuple[str, ...] = (
     "lesson_apply",
     "recap_intro",
     "dm_round",
+    "nudge",
+    "nudge_pause",
 )
 
 #: The only names a line may use inside braces.

@@ -689,6 +689,178 @@ class Storage:
             "UPDATE voice_memory SET value = ? WHERE guild_id = ? AND user_id = ? AND key = ? AND value = ?",
             (value, guild_id, user_id, key, expected)) == 1
 
+    # ------------------------------------------------------------ nudges
+    # Row classes live in this section (Storage.NudgeCheck, Storage.Nudge); coach/nudges.py re-exports them.
+    # A member's nudge schedule follows the server's next run by a trigger (migration 010).
+
+    @dataclass(frozen=True, slots=True)
+    class NudgeCheck:
+        """What decides one member's nudge in one server, read in one query."""
+
+        guild_id: int
+        user_id: int
+        enabled: bool
+        hours_before: int
+        next_due: int | None
+        off_reason: str | None
+        on_at: int
+        paused: bool | None          # None: the server has no check-in set up
+        removed: bool
+        closes_at: int | None        # the server's next run: when its open round closes
+        guild_tz: str | None
+        time_local: str | None
+        days: int | None
+        dm_tz: str | None            # the member's DM check-in zone, while DM check-ins are on here
+        round_id: int | None         # the server's open round (its latest posted one)
+        round_date: str | None
+        round_channel: int | None
+        round_message: int | None
+        answered: bool
+        away: str | None             # away periods not over before the round: 'start end,start end'
+
+    @dataclass(frozen=True, slots=True)
+    class Nudge:
+        id: int
+        guild_id: int
+        user_id: int
+        round_id: int
+        scheduled_at: int
+        closes_at: int
+        state: str
+        content: str | None
+        pause: bool
+        channel_id: int | None
+        message_id: int | None
+        error: str | None
+        sent_at: int | None
+
+    @dataclass(frozen=True, slots=True)
+    class NudgeTake:
+        """One due nudge schedule taken: advance it from `expected_due` (compare-and-set) and, when `round_id`
+        is set, insert the nudge for that round and its outbox row."""
+
+        guild_id: int
+        user_id: int
+        expected_due: int
+        round_id: int | None = None   # None: only advance (no nudge this round)
+        scheduled_at: int = 0
+        closes_at: int = 0
+        expires_at: int = 0
+
+    _NUDGE_COLS = ("id, guild_id, user_id, round_id, scheduled_at, closes_at, state, content, pause, channel_id, "
+                   "message_id, error, sent_at")
+    _NUDGE_CHECK_SQL = """
+        SELECT n.guild_id, n.user_id, n.enabled, n.hours_before, n.next_due, n.off_reason, n.on_at,
+               g.paused, g.removed_at IS NOT NULL, g.next_due, g.timezone, g.time_local, g.days,
+               (SELECT d.timezone FROM dm_schedules d WHERE d.guild_id = n.guild_id AND d.user_id = n.user_id
+                    AND d.enabled = 1),
+               r.id, r.local_date, r.channel_id, r.message_id,
+               r.id IS NOT NULL AND EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = n.guild_id
+                    AND c.user_id = n.user_id AND c.local_date = r.local_date),
+               (SELECT group_concat(a.start_date || ' ' || a.end_date, ',') FROM away_periods a
+                    WHERE a.guild_id = n.guild_id AND a.user_id = n.user_id
+                    AND a.end_date >= COALESCE(r.local_date, ''))
+        FROM nudge_settings n
+        LEFT JOIN guild_settings g ON g.guild_id = n.guild_id
+        LEFT JOIN rounds r ON r.id = (SELECT id FROM rounds WHERE guild_id = n.guild_id AND state = 'posted'
+                                      ORDER BY local_date DESC LIMIT 1)
+    """
+
+    async def nudge_check(self, guild_id: int, user_id: int) -> NudgeCheck | None:
+        """The member's nudge setting in this server with everything that decides a nudge; None: never set."""
+        row = await self.fetchone(self._NUDGE_CHECK_SQL + " WHERE n.guild_id = ? AND n.user_id = ?",
+                                  (guild_id, user_id))
+        return _row(self.NudgeCheck, row)
+
+    async def due_nudges(self, until: int, limit: int) -> list[NudgeCheck]:
+        """Members whose nudge is due, oldest first, each with what decides it."""
+        rows = await self.fetchall(
+            self._NUDGE_CHECK_SQL + " WHERE n.next_due IS NOT NULL AND n.next_due <= ? ORDER BY n.next_due LIMIT ?",
+            (until, limit))
+        return [self.NudgeCheck(*r) for r in rows]
+
+    async def set_nudge(self, guild_id: int, user_id: int, hours_before: int, next_due: int | None,
+                        now: datetime) -> None:
+        """Switch nudges on (or change the hours): counting ignored nudges starts again."""
+        ts = to_unix(now)
+        await self.execute(
+            """INSERT INTO nudge_settings (guild_id, user_id, enabled, hours_before, next_due, on_at, created_at,
+                   updated_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?)
+               ON CONFLICT (guild_id, user_id) DO UPDATE SET enabled = 1, hours_before = excluded.hours_before,
+                   next_due = excluded.next_due, on_at = excluded.on_at, off_reason = NULL, off_at = NULL,
+                   updated_at = excluded.updated_at""",
+            (guild_id, user_id, hours_before, next_due, ts, ts, ts))
+
+    async def nudge_off(self, guild_id: int, user_id: int, reason: str, now: datetime) -> bool:
+        """Switch nudges off in one server; True when they were on."""
+        ts = to_unix(now)
+        return await self.execute(
+            "UPDATE nudge_settings SET enabled = 0, next_due = NULL, off_reason = ?, off_at = ?, updated_at = ? "
+            "WHERE guild_id = ? AND user_id = ? AND enabled = 1", (reason, ts, ts, guild_id, user_id)) == 1
+
+    async def nudges_off_everywhere(self, user_id: int, reason: str, now: datetime) -> list[int]:
+        """Switch a member's nudges off in every server (their DMs are closed); the servers switched off."""
+        ts = to_unix(now)
+        rows = await self.fetchall(
+            "UPDATE nudge_settings SET enabled = 0, next_due = NULL, off_reason = ?, off_at = ?, updated_at = ? "
+            "WHERE user_id = ? AND enabled = 1 RETURNING guild_id", (reason, ts, ts, user_id))
+        return sorted(r[0] for r in rows)
+
+    async def take_nudges(self, takes: Sequence[NudgeTake], now: datetime) -> list[int]:
+        """Like take_due: advance each member's nudge schedule (compare-and-set), and for a nudge that goes out
+        insert its unique row (one per member and round) and its outbox row, all in one transaction."""
+        created: list[int] = []
+        ts = to_unix(now)
+        async with self.transaction() as db:
+            for take in takes:
+                async with db.execute(
+                    "UPDATE nudge_settings SET next_due = NULL WHERE guild_id = ? AND user_id = ? AND next_due = ?",
+                    (take.guild_id, take.user_id, take.expected_due),
+                ) as cur:
+                    if cur.rowcount != 1 or take.round_id is None:
+                        continue
+                async with db.execute(
+                    "INSERT INTO nudges (guild_id, user_id, round_id, scheduled_at, closes_at, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, user_id, round_id) DO NOTHING RETURNING id",
+                    (take.guild_id, take.user_id, take.round_id, take.scheduled_at, take.closes_at, ts),
+                ) as cur:
+                    ref = await cur.fetchone()
+                if ref is not None:
+                    created.append(await self._insert_job(db, "nudge", ref[0], take.guild_id, take.scheduled_at,
+                                                          take.expires_at, ts))
+            if created:
+                crashpoint("in_take")
+        return created
+
+    async def get_nudge(self, nudge_id: int) -> Nudge | None:
+        return _row(self.Nudge, await self.fetchone(f"SELECT {self._NUDGE_COLS} FROM nudges WHERE id = ?",
+                                                    (nudge_id,)))
+
+    async def set_nudge_content(self, nudge_id: int, content: str, pause: bool) -> None:
+        """The DM as it is first sent (a retry sends, and looks for, the same), and whether it pauses nudges."""
+        await self.execute("UPDATE nudges SET content = ?, pause = ? WHERE id = ? AND state = 'claimed'",
+                           (content, int(pause), nudge_id))
+
+    async def nudges_ignored(self, guild_id: int, user_id: int, since: int) -> int:
+        """Nudges sent since `since` (nudges last switched on) and since the member's last answer here."""
+        row = await self.fetchone(
+            """SELECT COUNT(*) FROM nudges WHERE guild_id = ?1 AND user_id = ?2 AND state = 'sent'
+                   AND sent_at >= ?3 AND sent_at > COALESCE((SELECT MAX(updated_at) FROM checkins
+                                                           WHERE guild_id = ?1 AND user_id = ?2), 0)""",
+            (guild_id, user_id, since))
+        return row[0]
+
+    # A sent nudge that says nudges pause (the third ignored one) pauses them in the transaction that records it.
+    _FINISH_SQL[("nudge", "done")] = (
+        "UPDATE nudges SET state = 'sent', channel_id = :channel_id, message_id = :message_id, sent_at = :now, "
+        "error = NULL WHERE id = :ref",
+        "UPDATE nudge_settings SET enabled = 0, next_due = NULL, off_reason = 'ignored', off_at = :now, "
+        "updated_at = :now WHERE enabled = 1 AND (guild_id, user_id) IN "
+        "(SELECT guild_id, user_id FROM nudges WHERE id = :ref AND pause = 1)",
+    )
+    _FINISH_SQL[("nudge", "skipped")] = ("UPDATE nudges SET state = 'skipped', error = :reason WHERE id = :ref",)
+    _FINISH_SQL[("nudge", "failed")] = ("UPDATE nudges SET state = 'failed', error = :reason WHERE id = :ref",)
+
     # ------------------------------------------------------------ projects
 
     async def get_project(self, project_id: int) -> Project | None:

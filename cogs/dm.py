@@ -68,19 +68,26 @@ class DMs(commands.Cog):
         await self.still_a_member(guild, round_.user_id)
         await self.storage.set_dm_round_target(round_.id, target.id)
         server = safe_name(guild.name, 60)
-        channel_id = await self.storage.get_dm_channel(round_.user_id)
-        if channel_id is None:
-            channel_id = await self.open_dm_channel(round_.user_id)
-        channel = self.bot.get_partial_messageable(channel_id, type=discord.ChannelType.private)
         prompt = await voice.choose_dm_text(self.storage, self.bot.prompts, round_.guild_id, round_.user_id,
                                             self.bot.rng, server=server)
         content = cut_block(dm.round_text(prompt, server, target.local_date, round_.late), CONTENT_MAX)
+        return await self.send_dm(round_.user_id, content, nonce_for("dm", round_.id), view=round_view(round_.id))
+
+    async def send_dm(self, user_id: int, content: str, nonce: str, *, view: discord.ui.View | None = None) -> Sent:
+        """One DM: one request when the DM channel is stored (else it is opened once, paced, and stored).
+        A stored DM channel that is gone is forgotten and the send retried (with a new one)."""
+        channel_id = await self.storage.get_dm_channel(user_id)
+        if channel_id is None:
+            channel_id = await self.open_dm_channel(user_id)
+        channel = self.bot.get_partial_messageable(channel_id, type=discord.ChannelType.private)
         try:
-            message = await channel.send(content=content, view=round_view(round_.id), allowed_mentions=NO_PINGS,
-                                         nonce=nonce_for("dm", round_.id))
+            if view is None:
+                message = await channel.send(content=content, allowed_mentions=NO_PINGS, nonce=nonce)
+            else:
+                message = await channel.send(content=content, view=view, allowed_mentions=NO_PINGS, nonce=nonce)
         except discord.NotFound as exc:
             if exc.code == 10003:  # the stored DM channel is gone: open a new one on the retry
-                await self.storage.forget_dm_channel(round_.user_id)
+                await self.storage.forget_dm_channel(user_id)
                 raise Retry("dm_channel_gone") from exc
             raise
         return Sent(message.id, channel_id)

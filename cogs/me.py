@@ -1,4 +1,4 @@
-"""/me: a member's own settings and data in this server: announce, public, dm, away, back, export, forget."""
+"""/me: a member's own settings and data in this server: announce, public, dm, nudge, away, back, export, forget."""
 
 from __future__ import annotations
 
@@ -74,6 +74,17 @@ class Me(commands.Cog):
         await self.bot.get_cog("DMs").handle_me_dm(interaction, switch.value if switch else None,  # type: ignore[union-attr]
                                                    time, timezone, days)
 
+    @me.command(name="nudge", description="One DM before the round closes if you haven't checked in, or your setting.")
+    @app_commands.describe(switch="on: nudge me; off: stop; leave empty to see your setting",
+                           hours_before="How many hours before the round closes (1 to 12, default 3)")
+    @app_commands.choices(switch=[app_commands.Choice(name="on", value="on"),
+                                  app_commands.Choice(name="off", value="off")])
+    async def nudge(self, interaction: discord.Interaction, switch: app_commands.Choice[str] | None = None,
+                    hours_before: int | None = None) -> None:
+        # Nudges live in cogs/nudges.py; this is only the /me entry point.
+        await self.bot.get_cog("Nudges").handle_me_nudge(interaction, switch.value if switch else None,  # type: ignore[union-attr]
+                                                         hours_before)
+
     # ------------------------------------------------------------------ away / back
 
     @me.command(name="away", description="Mark yourself away: rounds until then neither count nor break your streak.")
@@ -128,8 +139,8 @@ class Me(commands.Cog):
         view = confirm_view("fg", interaction.guild_id, interaction.user.id, token)
         expires = now + board.CONFIRM_MAX_AGE
         await reply(interaction, "This deletes everything Bounce keeps about you **in this server**: check-ins, "
-                                 "projects, points, streak history, reflections, away days and DM check-in "
-                                 "settings. It can't be undone; your data in other servers stays. "
+                                 "projects, points, streak history, reflections, away days, DM check-in and "
+                                 "nudge settings. It can't be undone; your data in other servers stays. "
                                  f"(`/me export` first if you want a copy.) This button works until {ts(expires, 't')}.",
                     view=view)
 

@@ -109,10 +109,10 @@ def test_the_phrase_check_catches_a_refrain() -> None:
     assert recites_buttons("Finished, Unfinished or Skipped?") and not recites_buttons("Did you finish today?")
 
 
-DAILY = ("finished", "unfinished", "skipped", "valley", "dm_round", "edited", "welcome_back")
+DAILY = ("finished", "unfinished", "skipped", "valley", "dm_round", "edited", "welcome_back", "nudge")
 RARE = ("streak_3", "streak_7", "streak_30", "streak_100", "first_checkin", "project_started",
         "project_finished_announce", "project_finished_reply", "project_dropped", "lesson_reflected", "lesson_apply",
-        "recap_intro", "skipped_run")
+        "recap_intro", "skipped_run", "nudge_pause")
 
 
 def test_enough_to_say_for_months(shipped: Prompts) -> None:
