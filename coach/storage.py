@@ -1378,7 +1378,7 @@ class Storage:
         name: str
         closed_at: int
 
-    _BOARD_COUNTED = "('checkin', 'finish')"
+    _BOARD_COUNTED = "('checkin', 'finish', 'adjust')"
     _PURGE_CHUNK = 5000
 
     # ------------------------------------------------------------ board: scores
@@ -1396,9 +1396,9 @@ class Storage:
                               AND n.starts_at <= r.created_at
                               AND (n.starts_at > b.starts_at OR (n.starts_at = b.starts_at AND n.id > b.id))))
         SELECT guild_id, period_id, user_id,
-               SUM(CASE WHEN kind IN ('checkin', 'finish') THEN amount ELSE 0 END),
+               SUM(CASE WHEN kind IN ('checkin', 'finish', 'adjust') THEN amount ELSE 0 END),
                SUM(CASE WHEN kind IN ('reflection', 'exercise') THEN amount ELSE 0 END),
-               COALESCE(MAX(CASE WHEN kind IN ('checkin', 'finish') THEN created_at END), 0)
+               COALESCE(MAX(CASE WHEN kind IN ('checkin', 'finish', 'adjust') THEN created_at END), 0)
         FROM buckets GROUP BY guild_id, period_id, user_id"""
 
     async def board_totals(self, guild_id: int, period_id: int) -> list[BoardScore]:
@@ -1785,6 +1785,93 @@ class Storage:
             (*ids, guild_id),
         )
         return {r[0] for r in rows}
+
+    # ------------------------------------------------------------ rewards and corrections
+
+    @dataclass(frozen=True, slots=True)
+    class Correction:
+        """An admin's correction: an adjustment of points, or a check-in undone (its point went with it)."""
+        id: int
+        guild_id: int
+        user_id: int
+        kind: str            # 'adjust' or 'undo'
+        amount: int
+        local_date: str | None
+        status: str | None
+        reason: str | None
+        admin_id: int
+        created_at: int
+
+    _CORRECTION_COLS = "id, guild_id, user_id, kind, amount, local_date, status, reason, admin_id, created_at"
+
+    async def adjust_points(self, guild_id: int, user_id: int, amount: int, reason: str, admin_id: int,
+                            now: datetime) -> Correction:
+        """Record an admin's correction and its ledger row (kind 'adjust', ref 'c<id>') in one transaction."""
+        ts = to_unix(now)
+        async with self.transaction() as db:
+            async with db.execute(
+                f"INSERT INTO corrections (guild_id, user_id, kind, amount, reason, admin_id, created_at) "
+                f"VALUES (?, ?, 'adjust', ?, ?, ?, ?) RETURNING {self._CORRECTION_COLS}",
+                (guild_id, user_id, amount, reason, admin_id, ts),
+            ) as cur:
+                row = await cur.fetchone()
+            await db.execute(
+                "INSERT INTO points (guild_id, user_id, kind, amount, ref, created_at) VALUES (?, ?, 'adjust', ?, ?, ?)",
+                (guild_id, user_id, amount, f"c{row[0]}", ts),
+            )
+        return self.Correction(*row)
+
+    async def undo_checkin(self, guild_id: int, user_id: int, local_date: str, reason: str | None, admin_id: int,
+                           now: datetime) -> Correction | None:
+        """Remove a member's check-in of that date and its point (the board's totals follow the ledger through
+        its delete trigger), and record the correction, in one transaction. None when there was no check-in."""
+        async with self.transaction() as db:
+            async with db.execute(
+                "DELETE FROM checkins WHERE guild_id = ? AND user_id = ? AND local_date = ? RETURNING status",
+                (guild_id, user_id, local_date),
+            ) as cur:
+                gone = await cur.fetchone()
+            if gone is None:
+                return None
+            async with db.execute(
+                "DELETE FROM points WHERE guild_id = ? AND user_id = ? AND kind = 'checkin' AND ref = ? "
+                "RETURNING amount", (guild_id, user_id, local_date),
+            ) as cur:
+                point = await cur.fetchone()
+            async with db.execute(
+                f"INSERT INTO corrections (guild_id, user_id, kind, amount, local_date, status, reason, admin_id, "
+                f"created_at) VALUES (?, ?, 'undo', ?, ?, ?, ?, ?, ?) RETURNING {self._CORRECTION_COLS}",
+                (guild_id, user_id, -(point[0] if point else 0), local_date, gone[0], reason, admin_id,
+                 to_unix(now)),
+            ) as cur:
+                row = await cur.fetchone()
+        return self.Correction(*row)
+
+    async def corrections_of(self, guild_id: int, user_id: int | None = None, after_id: int = 0,
+                             limit: int = 1000) -> list[Correction]:
+        """A server's corrections (or one member's), oldest first, after `after_id`."""
+        rows = await self.fetchall(
+            f"SELECT {self._CORRECTION_COLS} FROM corrections WHERE guild_id = ? AND id > ? "
+            "AND (?3 IS NULL OR user_id = ?3) ORDER BY id LIMIT ?4",
+            (guild_id, after_id, user_id, limit),
+        )
+        return [self.Correction(*r) for r in rows]
+
+    async def board_points(self, guild_id: int, user_id: int) -> int:
+        """A member's all-time board points (check-ins, finishes and adjustments), from the ledger."""
+        return await self.points_total(guild_id, user_id, ("checkin", "finish", "adjust"))
+
+    async def freezes_on(self, guild_id: int) -> bool:
+        """Streak freezes (/coach freezes): on unless switched off."""
+        row = await self.fetchone("SELECT freezes FROM reward_settings WHERE guild_id = ?", (guild_id,))
+        return bool(row[0]) if row else True
+
+    async def set_freezes(self, guild_id: int, on: bool, now: datetime) -> None:
+        await self.execute(
+            "INSERT INTO reward_settings (guild_id, freezes, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (guild_id) DO UPDATE SET freezes = excluded.freezes, updated_at = excluded.updated_at",
+            (guild_id, int(on), to_unix(now)),
+        )
 
     # ------------------------------------------------------------ board: export
 

@@ -283,6 +283,9 @@ class Board(commands.Cog):
                 else:
                     text = f"Part {i} of {len(paths)}."
                 await reply(interaction, text, file=discord.File(path, filename=path.name))
+        rewards = self.bot.get_cog("Rewards")
+        if rewards is not None:  # the admins' corrections, in a file of their own
+            await rewards.export_corrections(interaction)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ weekly recap
 
