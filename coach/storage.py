@@ -19,6 +19,7 @@ from coach.board import recap_week
 from coach.clock import to_unix
 from coach.members import may_name_publicly
 from coach.outbox import Job, Sent, Take, crashpoint
+from coach.streaks import FREEZE_EVERY, FREEZE_MAX
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -1484,34 +1485,49 @@ class Storage:
 
     async def current_streaks(self, guild_id: int, user_ids: Iterable[int],
                               open_date: str | None = None) -> dict[int, int]:
-        """Current streaks of many members at once, by the rule of coach.streaks.member_streak.
+        """Current streaks of many members at once, by the rule of coach.streaks.member_streak (streak freezes
+        included, unless the server switched them off).
 
-        A member's streak is the number of days they answered after their last break: the newest posted
-        round, other than the open one, that they neither answered nor were away for. The open round is the
-        latest posted round (`open_date` overrides it, for tests of the rule). Rounds never posted don't exist
-        here, so they break nobody.
+        Each member's streak days (the posted rounds plus the days they answered, oldest first) are walked by a
+        recursive query that carries what compute_streak carries: the streak, the freezes held and the answers
+        in a row. The open round is the latest posted round (`open_date` overrides it, for tests of the rule).
+        Rounds never posted don't exist here, so they break nobody.
         """
         ids = sorted(set(user_ids))
         if not ids:
             return {}
         values = ", ".join(f"(?{i})" for i in range(3, len(ids) + 3))
         rows = await self.fetchall(
-            f"""WITH cand(uid) AS (VALUES {values}),
+            f"""WITH RECURSIVE cand(uid) AS (VALUES {values}),
                 open_round(d) AS (SELECT COALESCE(?2, (SELECT MAX(local_date) FROM rounds
                                                        WHERE guild_id = ?1 AND state = 'posted'), '')),
-                brk(uid, b) AS (
-                    SELECT uid, (SELECT r.local_date FROM rounds r
-                                 WHERE r.guild_id = ?1 AND r.state = 'posted'
-                                 AND r.local_date <> (SELECT d FROM open_round)
-                                 AND NOT EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1
-                                                 AND c.user_id = cand.uid AND c.local_date = r.local_date)
-                                 AND NOT EXISTS (SELECT 1 FROM away_periods a WHERE a.guild_id = ?1
-                                                 AND a.user_id = cand.uid
-                                                 AND r.local_date BETWEEN a.start_date AND a.end_date)
-                                 ORDER BY r.local_date DESC LIMIT 1)
-                    FROM cand)
-               SELECT uid, (SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = brk.uid
-                            AND c.local_date > COALESCE(brk.b, '')) FROM brk""",
+                opts(on_) AS (SELECT COALESCE((SELECT freezes FROM reward_settings WHERE guild_id = ?1), 1)),
+                days0(uid, d) AS (
+                    SELECT uid, r.local_date FROM cand, rounds r WHERE r.guild_id = ?1 AND r.state = 'posted'
+                    UNION
+                    SELECT c.user_id, c.local_date FROM checkins c
+                    WHERE c.guild_id = ?1 AND c.user_id IN (SELECT uid FROM cand)),
+                days(uid, n, ans, away, op) AS (
+                    SELECT uid, ROW_NUMBER() OVER (PARTITION BY uid ORDER BY d),
+                           EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = days0.uid
+                                   AND c.local_date = days0.d),
+                           EXISTS (SELECT 1 FROM away_periods a WHERE a.guild_id = ?1 AND a.user_id = days0.uid
+                                   AND days0.d BETWEEN a.start_date AND a.end_date),
+                           days0.d = (SELECT d FROM open_round)
+                    FROM days0),
+                walk(uid, n, cur, held, run) AS (
+                    SELECT uid, 0, 0, 0, 0 FROM cand
+                    UNION ALL
+                    SELECT w.uid, w.n + 1,
+                           CASE WHEN d.ans THEN w.cur + 1 WHEN d.away OR d.op OR w.held > 0 THEN w.cur ELSE 0 END,
+                           CASE WHEN d.ans THEN w.held + (w.run + 1 = {FREEZE_EVERY} AND w.held < {FREEZE_MAX}
+                                                          AND (SELECT on_ FROM opts))
+                                WHEN d.away OR d.op THEN w.held WHEN w.held > 0 THEN w.held - 1 ELSE 0 END,
+                           CASE WHEN d.ans THEN (w.run + 1) % {FREEZE_EVERY} WHEN d.away OR d.op THEN w.run
+                                ELSE 0 END
+                    FROM walk w JOIN days d ON d.uid = w.uid AND d.n = w.n + 1)
+               SELECT uid, cur FROM walk w
+               WHERE NOT EXISTS (SELECT 1 FROM days d WHERE d.uid = w.uid AND d.n = w.n + 1)""",
             (guild_id, open_date, *ids),
         )
         return {r[0]: r[1] for r in rows}

@@ -130,3 +130,94 @@ async def test_undo_removes_a_checkin_and_its_point(running: Harness) -> None:
     await checkin(storage, g, alice, date(2026, 3, 4))
     assert await storage.board_points(g, alice) == 2
     await ledger_agrees(running)
+
+
+# ============================================================================ streak freezes
+
+
+def test_freezes_are_earned_at_seven_held_at_most_two_and_used_on_a_miss() -> None:
+    from coach.streaks import RoundDay, compute_streak
+
+    def days(pattern: str) -> list[RoundDay]:  # a answered, m missed, w away, o open
+        start = date(2026, 1, 1)
+        return [RoundDay(start + timedelta(days=i), "finished" if c == "a" else None, away=c == "w", open=c == "o")
+                for i, c in enumerate(pattern)]
+
+    assert compute_streak(days("aaaaaa" + "m")).current == 0                   # 6 in a row: no freeze yet
+    seven = compute_streak(days("aaaaaaa" + "m" + "a"))
+    assert (seven.current, seven.freezes) == (8, 0) and seven.days[7].outcome == "frozen"
+    assert "a streak freeze earned (1 held)" in seven.days[6].explanation
+    assert "kept the streak (0 left)" in seven.days[7].explanation
+    assert compute_streak(days("a" * 21)).freezes == 2                         # at most 2 held
+    assert compute_streak(days("a" * 14 + "mm" + "a")).current == 15           # two misses, two freezes
+    assert compute_streak(days("a" * 14 + "mmm" + "a")).current == 1           # the third breaks it
+    # A frozen miss starts the count of answers in a row again; away days and the open round leave it alone.
+    assert compute_streak(days("a" * 7 + "m" + "a" * 6 + "m")).current == 0
+    assert compute_streak(days("aaa" + "ww" + "aaaa" + "m" + "o")).current == 7
+    assert compute_streak(days("a" * 7 + "m" + "a"), freezes=False).current == 1  # /coach freezes off
+
+
+async def test_a_freeze_keeps_the_streak_everywhere_and_the_reply_says_so_once(running: Harness) -> None:
+    storage = await setup_server(running)
+    g, alice, bob, admin = running.studio.guild, running.studio.alice, running.studio.bob, running.studio.admin
+    first = MON - timedelta(days=10)
+    for i in range(9):  # Feb 20..28: Alice answers seven in a row, misses the 27th, answers the 28th
+        day = first + timedelta(days=i)
+        await posted_round(storage, g, running.studio.channel, day)
+        if i != 7:
+            await checkin(storage, g, alice, day)
+        await checkin(storage, g, bob, day)
+    await posted_round(storage, g, running.studio.channel, MON - timedelta(days=1))  # Mar 1: both miss it
+    await storage.touch_member(g, alice, "Alice", noon(MON))
+    running.clock.set(utc(2026, 3, 2, 19, 0, 5))
+    await running.tick()  # Monday's round, for real
+    assert len(running.round_messages()) == 1
+    handle = await running.slash(alice, "checkin", {"status": "finished"})
+    text = await handle.wait_text()
+    # The 27th used the freeze earned on the 26th; the 28th started a new run of answers, so the 1st broke it.
+    assert "🧊" not in text and "+1 point" in text
+    await storage.execute("DELETE FROM checkins WHERE guild_id = ? AND user_id = ? AND local_date = '2026-02-28'",
+                          (g, bob))
+    await checkin(storage, g, bob, MON - timedelta(days=1))
+    # Bob: seven answers (Feb 20..26), the 27th answered, the 28th missed (his freeze covers it), the 1st answered.
+    handle = await running.slash(bob, "checkin", {"status": "finished"})
+    text = await handle.wait_text()
+    assert "🧊" not in text  # told in the reply of the 1st (here written directly), not again
+    stats = await running.slash(bob, "stats")
+    await stats.wait_text()
+    streak_field = stats.message["embeds"][0]["fields"][0]["value"]
+    assert streak_field.startswith("🔥 **10** now") and "🧊 **0** streak freezes held · last used Sat 28 Feb" in \
+        streak_field
+    board_handle = await running.slash(bob, "leaderboard")
+    await board_handle.response()
+    lines = board_handle.message["embeds"][0]["description"].split("\n")
+    assert any("Bob" in line and "🔥 10" in line for line in lines)
+    # Switched off: the same history counts without freezes, everywhere.
+    assert "**off**" in await text_of(running, admin, "coach freezes", {"state": "off"})
+    stats = await running.slash(bob, "stats")
+    await stats.wait_text()
+    assert stats.message["embeds"][0]["fields"][0]["value"].startswith("🔥 **2** now")
+    assert (await storage.current_streaks(g, [bob]))[bob] == 2
+    assert "**off**" in await text_of(running, admin, "coach freezes")  # no option: shows the setting
+    assert "**on**" in await text_of(running, admin, "coach freezes", {"state": "on"})
+    assert (await storage.current_streaks(g, [bob]))[bob] == 10
+
+
+async def test_the_first_reply_after_a_covered_miss_says_so_once(running: Harness) -> None:
+    storage = await setup_server(running)
+    g, alice = running.studio.guild, running.studio.alice
+    first = MON - timedelta(days=8)
+    for i in range(8):  # Feb 22..Mar 1: seven answered, then Mar 1 missed
+        day = first + timedelta(days=i)
+        await posted_round(storage, g, running.studio.channel, day)
+        if i < 7:
+            await checkin(storage, g, alice, day)
+    running.clock.set(utc(2026, 3, 2, 19, 0, 5))
+    await running.tick()
+    handle = await running.slash(alice, "checkin", {"status": "unfinished"})
+    text = await handle.wait_text()
+    assert "🧊 You missed Sun 1 Mar, so a streak freeze kept your streak alive: it's **8** now (0 freezes left)." \
+        in text
+    again = await running.slash(alice, "checkin", {"status": "finished"})  # an edit of the same answer
+    assert "🧊" not in await again.wait_text()
+    assert (await storage.current_streaks(g, [alice]))[alice] == 8
