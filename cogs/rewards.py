@@ -6,6 +6,7 @@ when the cog loads (see `cog_load`), so /coach stays one command with one set of
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -14,23 +15,32 @@ from discord import app_commands
 from discord.ext import commands
 
 from coach import board, rewards
-from coach.errors import NotFound
-from coach.text import safe_name
+from coach.clock import from_unix
+from coach.errors import BadInput, Conflict, NotFound
+from coach.outbox import Fail, Job, Sent, Skip
+from coach.text import CONTENT_MAX, EMBED_FIELD_VALUE_MAX, cut_block, safe_name, ts
 from cogs.board import guild_tz
 from cogs.common import member_name, reply
+from cogs.outbox import GuildUnavailable
 
 if TYPE_CHECKING:
     from bot import BounceBot
 
+log = logging.getLogger("bounce.rewards")
+DIRTY_BATCH = 500  # members looked at per tick
 CORRECTIONS_HEADER = ("when_utc", "member_id", "name", "kind", "points", "date", "status", "reason", "admin_id")
 
 
 class Rewards(commands.Cog):
+    rewards_group = app_commands.Group(name="rewards", description="Roles members earn: at thresholds, or weekly.")
+
     def __init__(self, bot: BounceBot) -> None:
         self.bot = bot
 
     async def cog_load(self) -> None:
-        """Move this cog's app commands under /coach (the Admin cog's group)."""
+        """Register the outbox's kind 'role', and move this cog's app commands under /coach (the Admin cog's
+        group)."""
+        self.bot.outbox.register("role", self.deliver_role, in_flight=4)
         admin = self.bot.get_cog("Admin")
         assert admin is not None, "cogs.admin must load before cogs.rewards"
         coach: app_commands.Group = admin.coach  # type: ignore[attr-defined]
@@ -89,6 +99,7 @@ class Rewards(commands.Cog):
         if undone is None:
             raise NotFound(f"{name} has no check-in on {day}, so there's nothing to undo. Their check-in dates "
                            "are in `/coach export`.")
+        await self.storage.mark_role_dirty(guild_id, member.id)  # a streak role may go with it
         total = await self.storage.board_points(guild_id, member.id)
         await reply(interaction, f"Removed {name}'s check-in of {day} ({undone.status}) and its point: "
                                  f"**{total:,}** on the board now. Their streak is counted without it.")
@@ -131,6 +142,149 @@ class Rewards(commands.Cog):
         if state is not None:
             text += " Every streak is counted this way from now on, across its whole history."
         await reply(interaction, text)
+
+
+    # ------------------------------------------------------------------ role rewards
+
+    def check_role(self, guild: discord.Guild, role: discord.Role) -> None:
+        """Before anything is stored: a role I can give (Manage Roles, below my highest role, not managed)."""
+        me = guild.me
+        if role.is_default():
+            raise BadInput("Everyone has @everyone already. Pick a role of its own.")
+        if role.managed:
+            raise BadInput(f"<@&{role.id}> belongs to a bot or an integration, so nobody can give it. Pick "
+                           "another role. Nothing was stored.")
+        if me is None or not me.guild_permissions.manage_roles:
+            raise BadInput("I need the **Manage Roles** permission to give roles. Add it to my role in Server "
+                           "Settings → Roles, then run this again. Nothing was stored.")
+        if role >= me.top_role:
+            raise BadInput(f"<@&{role.id}> sits above my highest role, and Discord only lets me give roles below "
+                           "it. Drag my role above it in Server Settings → Roles, then run this again. Nothing "
+                           "was stored.")
+
+    @rewards_group.command(name="add", description="Give a role when a member reaches a threshold.")
+    @app_commands.describe(kind="What counts", threshold="How many earn the role", role="The role to give",
+                           keep="Streak roles: keep the role when the streak breaks (default: taken back)")
+    @app_commands.choices(kind=[app_commands.Choice(name=rewards.KIND_LABELS[k], value=k)
+                                for k in rewards.REWARD_KINDS])
+    async def rewards_add(self, interaction: discord.Interaction, kind: app_commands.Choice[str],
+                          threshold: app_commands.Range[int, 1, 100_000], role: discord.Role,
+                          keep: bool = False) -> None:
+        guild = interaction.guild
+        assert guild is not None
+        threshold = rewards.check_threshold(kind.value, threshold)
+        self.check_role(guild, role)
+        added = await self.storage.add_reward(guild.id, kind.value, threshold, role.id, keep and kind.value ==
+                                              "streak", self.bot.clock.now())
+        if added is None:
+            raise Conflict(f"<@&{role.id}> is already a {rewards.KIND_LABELS[kind.value]} reward here. "
+                           "`/coach rewards remove` it first to change its threshold.")
+        await reply(interaction, f"Added: {rewards.describe_reward(added.kind, added.threshold, added.role_id, added.keep)}. "
+                                 "Members who already qualify get it within a minute.")
+
+    @rewards_group.command(name="weekly", description="Give a role to the top of last week's board, passed on weekly.")
+    @app_commands.describe(role="The role to give", top="How many of the top get it (default 1)")
+    async def rewards_weekly(self, interaction: discord.Interaction, role: discord.Role,
+                             top: app_commands.Range[int, 1, 100] = 1) -> None:
+        guild = interaction.guild
+        assert guild is not None
+        top = rewards.check_top(top)
+        self.check_role(guild, role)
+        added = await self.storage.add_reward(guild.id, "weekly", top, role.id, False, self.bot.clock.now())
+        assert added is not None
+        await reply(interaction, f"Set: {rewards.describe_reward('weekly', top, role.id, False)}. It changes hands "
+                                 "when the weekly recap posts.")
+
+    @rewards_group.command(name="list", description="The roles members can earn here.")
+    async def rewards_list(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        items = await self.storage.rewards_of(interaction.guild_id)
+        if not items:
+            await reply(interaction, "No role rewards yet. `/coach rewards add` gives a role at a streak, "
+                                     "check-in, finished-project or depth threshold; `/coach rewards weekly` "
+                                     "passes one to last week's top.")
+            return
+        lines = [f"• {rewards.describe_reward(r.kind, r.threshold, r.role_id, r.keep)}"
+                 + (" ⚠️" if r.last_error else "") for r in items]
+        await reply(interaction, cut_block("**Role rewards**\n" + "\n".join(lines), CONTENT_MAX))
+
+    @rewards_group.command(name="remove", description="Stop giving a role (members who have it keep it).")
+    @app_commands.describe(role="The reward's role")
+    async def rewards_remove(self, interaction: discord.Interaction, role: discord.Role) -> None:
+        assert interaction.guild_id is not None
+        gone = [await self.storage.remove_reward(interaction.guild_id, r.id)
+                for r in await self.storage.rewards_of(interaction.guild_id) if r.role_id == role.id]
+        if not gone:
+            raise NotFound(f"<@&{role.id}> isn't a reward here. `/coach rewards list` shows the ones there are.")
+        await reply(interaction, f"Removed: I won't give <@&{role.id}> any more. Members who have it keep it.")
+
+    async def show_field(self, guild_id: int) -> str | None:
+        """For /coach show: the rewards, and any that failed lately (role deleted, permission removed)."""
+        items = await self.storage.rewards_of(guild_id)
+        if not items:
+            return None
+        lines = []
+        for r in items:
+            line = f"• {rewards.describe_reward(r.kind, r.threshold, r.role_id, r.keep)}"
+            if r.last_error:
+                when = f" ({ts(from_unix(r.last_error_at), 'R')})" if r.last_error_at else ""
+                line += f"\n  ⚠️ Couldn't change it{when}: {rewards.ROLE_ERRORS.get(r.last_error, r.last_error)}"
+            lines.append(line)
+        return cut_block("\n".join(lines), EMBED_FIELD_VALUE_MAX)
+
+    async def run_due(self) -> int:
+        """Every tick: members whose points changed are checked against the rewards (a role at a threshold), and
+        servers that posted a new round have their streak roles checked (a streak may have broken). Each change
+        is queued in the outbox once. Returns how many were queued."""
+        storage, now, queued = self.storage, self.bot.clock.now(), 0
+        dirty = await storage.role_dirty(DIRTY_BATCH)
+        by_guild: dict[int, list[tuple[int, int]]] = {}
+        for guild_id, user_id, seq in dirty:
+            by_guild.setdefault(guild_id, []).append((user_id, seq))
+        for guild_id, seen in by_guild.items():
+            items = await storage.rewards_of(guild_id)
+            figures = await storage.reward_figures(guild_id, [u for u, _ in seen])
+            add, remove = rewards.role_changes(items, figures, await storage.role_holders(guild_id))
+            queued += await storage.queue_role_changes(guild_id, add, remove, now, seen=seen)
+        for guild_id, round_date in await storage.streak_checks_due():
+            items = [r for r in await storage.rewards_of(guild_id) if r.kind == "streak" and not r.keep]
+            holders = await storage.role_holders(guild_id, [r.id for r in items])
+            figures = await storage.reward_figures(guild_id, {u for _, u in holders})
+            _, remove = rewards.role_changes(items, figures, holders, gains=False)
+            queued += await storage.queue_role_changes(guild_id, [], remove, now, streak_round=round_date)
+        if queued:
+            log.info("role rewards: %d change(s) queued", queued)
+            self.bot.outbox.wake()
+        return queued
+
+    async def deliver_role(self, job: Job) -> Sent:
+        """One role change (the outbox's kind 'role'): known problems are found before asking Discord (no 403s
+        toward the invalid-request limit); the request goes through the shared send budget."""
+        change = await self.storage.get_role_change(job.ref_id)
+        if change is None:
+            raise Skip("gone")
+        if (change.action == "add") != await self.storage.holds_reward(change.guild_id, change.reward_id,
+                                                                       change.user_id):
+            raise Skip("superseded")  # changed back meanwhile: a later change stands
+        guild = self.bot.get_guild(change.guild_id)
+        if guild is None or guild.unavailable:
+            raise GuildUnavailable()
+        role, me = guild.get_role(change.role_id), guild.me
+        if role is None:
+            raise Fail("role_deleted")
+        if me is None or not me.guild_permissions.manage_roles:
+            raise Fail("missing_permission")
+        if role >= me.top_role:
+            raise Fail("role_too_high")
+        reason = "Bounce role reward"
+        try:
+            if change.action == "add":
+                await self.bot.http.add_role(guild.id, change.user_id, role.id, reason=reason)
+            else:
+                await self.bot.http.remove_role(guild.id, change.user_id, role.id, reason=reason)
+        except discord.NotFound as exc:
+            raise Fail({10011: "role_deleted", 10007: "member_left"}.get(exc.code, f"not_found:{exc.code}")) from exc
+        return Sent(0)
 
 
 async def setup(bot: BounceBot) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from coach.clock import to_unix
 from tests.conftest import Harness
 from tests.fakediscord.server import FakeDiscordError
-from tests.test_board import MON, checkin, noon, posted_round, setup_server, utc
+from tests.fakediscord.world import BOT_ROLE_DEFAULT, MANAGE_ROLES
+from tests.test_board import MON, answer_now, checkin, noon, posted_round, setup_server, utc
 
 
 async def text_of(h: Harness, user: int, command: str, options: dict | None = None) -> str:
@@ -221,3 +222,143 @@ async def test_the_first_reply_after_a_covered_miss_says_so_once(running: Harnes
     again = await running.slash(alice, "checkin", {"status": "finished"})  # an edit of the same answer
     assert "🧊" not in await again.wait_text()
     assert (await storage.current_streaks(g, [alice]))[alice] == 8
+
+
+# ============================================================================ role rewards
+
+
+def can_give_roles(h: Harness) -> int:
+    """Give the bot Manage Roles and put its role at the top; returns the bot's role id."""
+    fake, g = h.fake, h.studio.guild
+    bot_role = fake.bot_role_id(g)
+    fake.set_role_permissions(g, bot_role, BOT_ROLE_DEFAULT | MANAGE_ROLES)
+    fake.set_role_position(g, bot_role, 100)
+    return bot_role
+
+
+async def round_at(h: Harness, day: date) -> None:
+    h.clock.set(datetime(day.year, day.month, day.day, 19, 0, 5, tzinfo=UTC))  # 20:00 Berlin
+    await h.tick()
+
+
+async def test_a_role_is_refused_at_setup_when_i_cannot_give_it(running: Harness) -> None:
+    storage = await setup_server(running)
+    fake, g, admin = running.fake, running.studio.guild, running.studio.admin
+    role = fake.add_role(g, "Finisher")
+    await fake.sync()
+    options = {"kind": "checkins", "threshold": 3, "role": role}
+    assert "**Manage Roles**" in await text_of(running, admin, "coach rewards add", options)
+    fake.set_role_permissions(g, fake.bot_role_id(g), BOT_ROLE_DEFAULT | MANAGE_ROLES)
+    await fake.sync()
+    text = await text_of(running, admin, "coach rewards add", options)
+    assert "sits above my highest role" in text and "Nothing was stored" in text  # new roles go on top
+    assert "@everyone" in await text_of(running, admin, "coach rewards add", {**options, "role": g})
+    assert "belongs to a bot" in await text_of(running, admin, "coach rewards add",
+                                               {**options, "role": fake.bot_role_id(g)})
+    assert await storage.rewards_of(g) == []
+    fake.set_role_position(g, fake.bot_role_id(g), 100)
+    await fake.sync()
+    assert "Added: <@&" in await text_of(running, admin, "coach rewards add", options)
+    assert "already a check-ins reward" in await text_of(running, admin, "coach rewards add", options)
+    assert len(await storage.rewards_of(g)) == 1
+    assert "at 3 check-ins" in await text_of(running, admin, "coach rewards list")
+
+
+async def test_roles_at_thresholds_once_and_streak_roles_go_when_the_streak_breaks(running: Harness) -> None:
+    storage = await setup_server(running)
+    fake, g, admin, alice, bob = (running.fake, running.studio.guild, running.studio.admin, running.studio.alice,
+                                  running.studio.bob)
+    can_give_roles(running)
+    regular, on_fire, loyal = fake.add_role(g, "Regular"), fake.add_role(g, "On fire"), fake.add_role(g, "Loyal")
+    await fake.sync()
+    await storage.set_freezes(g, False, running.clock.now())  # a single miss breaks a streak here
+    for options in ({"kind": "checkins", "threshold": 2, "role": regular},
+                    {"kind": "streak", "threshold": 2, "role": on_fire},
+                    {"kind": "streak", "threshold": 2, "role": loyal, "keep": True}):
+        assert "Added" in await text_of(running, admin, "coach rewards add", options)
+    await round_at(running, MON)
+    await answer_now(running, alice)
+    await answer_now(running, bob)
+    await running.tick()
+    assert fake.role_changes == []  # one check-in each: nothing yet
+    await round_at(running, MON + timedelta(days=1))
+    await answer_now(running, alice)
+    await running.tick()
+    assert sorted(fake.role_changes) == sorted(("PUT", g, alice, r) for r in (regular, on_fire, loyal))
+    assert {regular, on_fire, loyal} <= fake.member_role_ids(g, alice)
+    await answer_now(running, alice, "skipped")  # an edit: no new point, no new change
+    await running.tick()
+    await running.tick()
+    assert len(fake.role_changes) == 3
+    # Wednesday both answer (Bob reaches 2 check-ins; his streak broke on Tuesday). Alice misses Thursday's
+    # round: when Friday's posts, her streak is broken and the streak role that goes with it is taken back.
+    await round_at(running, MON + timedelta(days=2))
+    await answer_now(running, alice)
+    await answer_now(running, bob)
+    await running.tick()
+    assert ("PUT", g, bob, regular) in fake.role_changes and ("PUT", g, bob, on_fire) not in fake.role_changes
+    await round_at(running, MON + timedelta(days=3))
+    await round_at(running, MON + timedelta(days=4))
+    await running.tick()  # the tick after a round posts looks at the streaks it may have broken
+    assert fake.role_changes[-1] == ("DELETE", g, alice, on_fire)
+    assert on_fire not in fake.member_role_ids(g, alice)
+    assert {regular, loyal} <= fake.member_role_ids(g, alice)  # check-ins stay reached; `keep` holds
+    changes = len(fake.role_changes)
+    await round_at(running, MON + timedelta(days=5))
+    await running.tick()
+    assert len(fake.role_changes) == changes  # taken once
+    # Back on a streak: given again.
+    await answer_now(running, alice)
+    await round_at(running, MON + timedelta(days=6))
+    await answer_now(running, alice)
+    await running.tick()
+    assert fake.role_changes[-1] == ("PUT", g, alice, on_fire)
+
+
+async def test_failures_show_in_coach_show(running: Harness) -> None:
+    storage = await setup_server(running)
+    fake, g, admin, alice = running.fake, running.studio.guild, running.studio.admin, running.studio.alice
+    can_give_roles(running)
+    role = fake.add_role(g, "Regular")
+    await fake.sync()
+    assert "Added" in await text_of(running, admin, "coach rewards add",
+                                    {"kind": "checkins", "threshold": 1, "role": role})
+    fake.delete_role(g, role)
+    await fake.sync()
+    await round_at(running, MON)
+    await answer_now(running, alice)
+    await running.tick()
+    assert fake.role_changes == []  # known before asking Discord
+    handle = await running.slash(admin, "coach show")
+    await handle.response()
+    fields = {f["name"]: f["value"] for f in handle.message["embeds"][0]["fields"]}
+    assert "its role was deleted" in fields["Role rewards"]
+    assert (await storage.rewards_of(g))[0].last_error == "role_deleted"
+
+
+async def test_the_weekly_role_rotates_with_the_recap(running: Harness) -> None:
+    await setup_server(running)
+    fake, g, admin, alice, bob = (running.fake, running.studio.guild, running.studio.admin, running.studio.alice,
+                                  running.studio.bob)
+    can_give_roles(running)
+    crown = fake.add_role(g, "Producer of the week")
+    await fake.sync()
+    assert "top 1 of last week" in await text_of(running, admin, "coach rewards weekly", {"role": crown})
+    await round_at(running, MON)
+    await answer_now(running, alice)
+    await answer_now(running, bob)
+    await round_at(running, MON + timedelta(days=1))
+    await answer_now(running, alice)
+    await round_at(running, MON + timedelta(days=7))  # next Monday: the recap of last week posts
+    assert any(m["embeds"] and m["embeds"][0]["title"].startswith("Weekly recap")
+               for m in fake.messages[running.studio.channel])
+    assert fake.role_changes == [("PUT", g, alice, crown)]
+    for i in range(8, 10):
+        await answer_now(running, bob)
+        await round_at(running, MON + timedelta(days=i))
+    await answer_now(running, bob)
+    await round_at(running, MON + timedelta(days=14))
+    assert fake.role_changes[1:] == [("DELETE", g, alice, crown), ("PUT", g, bob, crown)]
+    assert crown in fake.member_role_ids(g, bob) and crown not in fake.member_role_ids(g, alice)
+    await running.tick()
+    assert len(fake.role_changes) == 3

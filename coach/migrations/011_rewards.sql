@@ -87,3 +87,62 @@ CREATE TABLE reward_settings (
     freezes         INTEGER NOT NULL DEFAULT 1,
     updated_at      INTEGER NOT NULL
 );
+
+-- Role rewards (/coach rewards): a role given at a threshold of a member's streak, check-ins, finished projects
+-- or depth points, or (kind 'weekly', threshold = top N) to the top of last week's board when the recap posts.
+CREATE TABLE role_rewards (
+    id              INTEGER PRIMARY KEY,
+    guild_id        INTEGER NOT NULL,
+    kind            TEXT    NOT NULL CHECK (kind IN ('streak', 'checkins', 'finished', 'depth', 'weekly')),
+    threshold       INTEGER NOT NULL,              -- weekly: how many of the top get it
+    role_id         INTEGER NOT NULL,
+    keep            INTEGER NOT NULL DEFAULT 0,    -- streak: 1 = the role stays when the streak breaks
+    last_error      TEXT,                          -- the latest change that failed (role deleted, no permission)
+    last_error_at   INTEGER,
+    created_at      INTEGER NOT NULL,
+    UNIQUE (guild_id, kind, role_id)
+);
+CREATE UNIQUE INDEX role_rewards_one_weekly ON role_rewards (guild_id) WHERE kind = 'weekly';
+
+-- Who holds a reward's role as Bounce gave it: the row is written with the change that adds the role and deleted
+-- with the change that takes it, so each change is queued exactly once.
+CREATE TABLE role_holders (
+    guild_id        INTEGER NOT NULL,
+    reward_id       INTEGER NOT NULL,
+    user_id         INTEGER NOT NULL,
+    since           INTEGER NOT NULL,
+    PRIMARY KEY (guild_id, reward_id, user_id)
+) WITHOUT ROWID;
+
+-- One role change to make on Discord; the outbox's kind 'role' points here.
+CREATE TABLE role_changes (
+    id              INTEGER PRIMARY KEY,
+    guild_id        INTEGER NOT NULL,
+    user_id         INTEGER NOT NULL,
+    reward_id       INTEGER NOT NULL,
+    role_id         INTEGER NOT NULL,
+    action          TEXT    NOT NULL CHECK (action IN ('add', 'remove')),
+    state           TEXT    NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'done', 'skipped', 'failed')),
+    error           TEXT,
+    created_at      INTEGER NOT NULL
+);
+
+-- Members whose points changed in a server with role rewards: the rewards sweep looks at them next (a row is
+-- written in the transaction of the point, so no crossing is missed).
+CREATE TABLE role_dirty (
+    guild_id        INTEGER NOT NULL,
+    user_id         INTEGER NOT NULL,
+    seq             INTEGER NOT NULL,              -- changes with every mark: the sweep clears only what it saw
+    PRIMARY KEY (guild_id, user_id)
+) WITHOUT ROWID;
+CREATE TRIGGER role_dirty_mark AFTER INSERT ON points
+WHEN EXISTS (SELECT 1 FROM role_rewards WHERE guild_id = NEW.guild_id AND kind != 'weekly') BEGIN
+    INSERT INTO role_dirty (guild_id, user_id, seq) VALUES (NEW.guild_id, NEW.user_id, NEW.id)
+    ON CONFLICT (guild_id, user_id) DO UPDATE SET seq = role_dirty.seq + 1;
+END;
+
+-- The latest posted round each server's streak roles were checked after (a round posted: streaks may have broken).
+CREATE TABLE role_streak_checks (
+    guild_id        INTEGER PRIMARY KEY,
+    round_date      TEXT    NOT NULL
+);
