@@ -395,9 +395,12 @@ FORGET_LABELS = {
     "members": ("member profile", "member profiles"),
     "dm_schedules": ("DM check-in setting", "DM check-in settings"),
     "dm_rounds": ("DM check-in", "DM check-ins"),
+    "corrections": ("admin correction", "admin corrections"),
+    "role_holders": ("role reward held", "role rewards held"),
+    "role_changes": ("role change", "role changes"),
 }
 #: Derived or bookkeeping rows: deleted too, but not worth listing.
-FORGET_QUIET = frozenset({"board_totals", "board_confirms"})
+FORGET_QUIET = frozenset({"board_totals", "board_confirms", "role_dirty"})
 
 
 def forget_summary(counts: Mapping[str, int]) -> str:

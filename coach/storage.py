@@ -1502,10 +1502,12 @@ class Storage:
         """Current streaks of many members at once, by the rule of coach.streaks.member_streak (streak freezes
         included, unless the server switched them off).
 
-        Each member's streak days (the posted rounds plus the days they answered, oldest first) are walked by a
-        recursive query that carries what compute_streak carries: the streak, the freezes held and the answers
-        in a row. The open round is the latest posted round (`open_date` overrides it, for tests of the rule).
-        Rounds never posted don't exist here, so they break nobody.
+        A member's streak is the number of days they answered after their last hard break. Misses are the
+        posted rounds, other than the open one, that they neither answered nor were away for. Only misses
+        change the freeze count: the answers between two misses earn floor(answers / 7) freezes (at most 2
+        held), and a miss uses one if there is one, else it is a hard break. So the recursive part walks a
+        member's misses, not every day. The open round is the latest posted round (`open_date` overrides it,
+        for tests of the rule). Rounds never posted don't exist here, so they break nobody.
         """
         ids = sorted(set(user_ids))
         if not ids:
@@ -1516,32 +1518,30 @@ class Storage:
                 open_round(d) AS (SELECT COALESCE(?2, (SELECT MAX(local_date) FROM rounds
                                                        WHERE guild_id = ?1 AND state = 'posted'), '')),
                 opts(on_) AS (SELECT COALESCE((SELECT freezes FROM reward_settings WHERE guild_id = ?1), 1)),
-                days0(uid, d) AS (
-                    SELECT uid, r.local_date FROM cand, rounds r WHERE r.guild_id = ?1 AND r.state = 'posted'
-                    UNION
-                    SELECT c.user_id, c.local_date FROM checkins c
-                    WHERE c.guild_id = ?1 AND c.user_id IN (SELECT uid FROM cand)),
-                days(uid, n, ans, away, op) AS (
-                    SELECT uid, ROW_NUMBER() OVER (PARTITION BY uid ORDER BY d),
-                           EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = days0.uid
-                                   AND c.local_date = days0.d),
-                           EXISTS (SELECT 1 FROM away_periods a WHERE a.guild_id = ?1 AND a.user_id = days0.uid
-                                   AND days0.d BETWEEN a.start_date AND a.end_date),
-                           days0.d = (SELECT d FROM open_round)
-                    FROM days0),
-                walk(uid, n, cur, held, run) AS (
-                    SELECT uid, 0, 0, 0, 0 FROM cand
+                miss0(uid, d) AS (
+                    SELECT uid, r.local_date FROM cand, rounds r
+                    WHERE r.guild_id = ?1 AND r.state = 'posted' AND r.local_date <> (SELECT d FROM open_round)
+                    AND NOT EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = cand.uid
+                                    AND c.local_date = r.local_date)
+                    AND NOT EXISTS (SELECT 1 FROM away_periods a WHERE a.guild_id = ?1 AND a.user_id = cand.uid
+                                    AND r.local_date BETWEEN a.start_date AND a.end_date)),
+                miss1(uid, n, d, prev) AS (
+                    SELECT uid, ROW_NUMBER() OVER w, d, COALESCE(LAG(d) OVER w, '') FROM miss0
+                    WINDOW w AS (PARTITION BY uid ORDER BY d)),
+                misses(uid, n, d, earned) AS (
+                    SELECT uid, n, d, (SELECT on_ FROM opts) * (
+                        SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = miss1.uid
+                        AND c.local_date > miss1.prev AND c.local_date < miss1.d) / {FREEZE_EVERY}
+                    FROM miss1),
+                walk(uid, n, held, brk) AS (
+                    SELECT uid, 0, 0, '' FROM cand
                     UNION ALL
-                    SELECT w.uid, w.n + 1,
-                           CASE WHEN d.ans THEN w.cur + 1 WHEN d.away OR d.op OR w.held > 0 THEN w.cur ELSE 0 END,
-                           CASE WHEN d.ans THEN w.held + (w.run + 1 = {FREEZE_EVERY} AND w.held < {FREEZE_MAX}
-                                                          AND (SELECT on_ FROM opts))
-                                WHEN d.away OR d.op THEN w.held WHEN w.held > 0 THEN w.held - 1 ELSE 0 END,
-                           CASE WHEN d.ans THEN (w.run + 1) % {FREEZE_EVERY} WHEN d.away OR d.op THEN w.run
-                                ELSE 0 END
-                    FROM walk w JOIN days d ON d.uid = w.uid AND d.n = w.n + 1)
-               SELECT uid, cur FROM walk w
-               WHERE NOT EXISTS (SELECT 1 FROM days d WHERE d.uid = w.uid AND d.n = w.n + 1)""",
+                    SELECT w.uid, w.n + 1, MAX(MIN({FREEZE_MAX}, w.held + m.earned) - 1, 0),
+                           CASE WHEN MIN({FREEZE_MAX}, w.held + m.earned) > 0 THEN w.brk ELSE m.d END
+                    FROM walk w JOIN misses m ON m.uid = w.uid AND m.n = w.n + 1),
+                last_break(uid, b) AS (SELECT uid, MAX(brk) FROM walk GROUP BY uid)
+               SELECT uid, (SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = last_break.uid
+                            AND c.local_date > last_break.b) FROM last_break""",
             (guild_id, open_date, *ids),
         )
         return {r[0]: r[1] for r in rows}
@@ -2140,7 +2140,7 @@ class Storage:
         """Everything stored about one member in one server, by table (for /me export)."""
         out: dict[str, list[dict[str, Any]]] = {}
         for table in await self._tables_with("guild_id", "user_id"):
-            if table in ("board_totals", "board_confirms"):
+            if table in ("board_totals", "board_confirms", "role_dirty"):
                 continue
             async with self._tx_lock, self.db.execute(
                     f'SELECT * FROM "{table}" WHERE guild_id = ? AND user_id = ?', (guild_id, user_id)) as cur:
