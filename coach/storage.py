@@ -548,12 +548,20 @@ class Storage:
         ("recap", "failed"): ("UPDATE recaps SET state = 'failed', error = :reason WHERE id = :ref",),
         ("role", "done"): (
             "UPDATE role_changes SET state = 'done', error = NULL WHERE id = :ref",
+            # The first change after a failure (role deleted, permission removed) went through: members who
+            # earned a role meanwhile are looked at again.
+            "INSERT INTO role_dirty (guild_id, user_id, seq) SELECT DISTINCT guild_id, user_id, 0 FROM checkins "
+            "WHERE guild_id = :guild AND EXISTS (SELECT 1 FROM role_rewards WHERE guild_id = :guild "
+            "AND last_error IS NOT NULL) ON CONFLICT DO NOTHING",
             "UPDATE role_rewards SET last_error = NULL, last_error_at = NULL "
             "WHERE id = (SELECT reward_id FROM role_changes WHERE id = :ref) AND last_error IS NOT NULL",
         ),
         ("role", "skipped"): ("UPDATE role_changes SET state = 'skipped', error = :reason WHERE id = :ref",),
         ("role", "failed"): (
             "UPDATE role_changes SET state = 'failed', error = :reason WHERE id = :ref",
+            # A role that could not be given is not held: the member gets it with a later change.
+            "DELETE FROM role_holders WHERE (guild_id, reward_id, user_id) = "
+            "(SELECT guild_id, reward_id, user_id FROM role_changes WHERE id = :ref AND action = 'add')",
             "UPDATE role_rewards SET last_error = :reason, last_error_at = :now "
             "WHERE id = (SELECT reward_id FROM role_changes WHERE id = :ref) "
             "AND :reason IN ('role_deleted', 'missing_permission', 'role_too_high')",

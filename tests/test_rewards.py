@@ -362,3 +362,70 @@ async def test_the_weekly_role_rotates_with_the_recap(running: Harness) -> None:
     assert crown in fake.member_role_ids(g, bob) and crown not in fake.member_role_ids(g, alice)
     await running.tick()
     assert len(fake.role_changes) == 3
+
+
+def test_role_changes_rule() -> None:
+    from coach.rewards import role_changes
+    from coach.storage import Storage
+
+    def reward(id_: int, kind: str, threshold: int, keep: bool = False) -> Storage.RoleReward:
+        return Storage.RoleReward(id_, 1, kind, threshold, 100 + id_, keep, None, None)
+
+    items = [reward(1, "streak", 3), reward(2, "streak", 3, keep=True), reward(3, "depth", 5),
+             reward(4, "weekly", 1)]
+    figures = {7: {"streak": 3, "depth": 4}, 8: {"streak": 0, "depth": 9}}
+    add, remove = role_changes(items, figures, {(1, 8), (2, 8)})
+    assert add == [(1, 7), (2, 7), (3, 8)] and remove == [(1, 8)]
+    assert role_changes(items, figures, {(1, 8)}, gains=False) == ([], [(1, 8)])
+
+
+async def test_a_role_change_retried_after_discord_errors_is_made_once(running: Harness) -> None:
+    await setup_server(running)
+    fake, g, admin, alice = running.fake, running.studio.guild, running.studio.admin, running.studio.alice
+    can_give_roles(running)
+    role = fake.add_role(g, "Regular")
+    await fake.sync()
+    await text_of(running, admin, "coach rewards add", {"kind": "checkins", "threshold": 1, "role": role})
+    fake.inject_fault("PUT", "/guilds/{guild_id}/members/{user_id}/roles/{role_id}", status=503, times=20)
+    await round_at(running, MON)
+    await answer_now(running, alice)
+    await running.tick()
+    assert fake.role_changes == []  # Discord unavailable: retried later with backoff
+    fake.faults.clear()
+    running.clock.set(running.clock.now() + timedelta(minutes=6))
+    await running.tick()
+    await running.tick()
+    assert fake.role_changes == [("PUT", g, alice, role)]
+
+
+async def test_manage_roles_taken_away_shows_in_coach_show_until_it_is_back(running: Harness) -> None:
+    storage = await setup_server(running)
+    fake, g, admin, alice, bob = (running.fake, running.studio.guild, running.studio.admin, running.studio.alice,
+                                  running.studio.bob)
+    bot_role = can_give_roles(running)
+    role = fake.add_role(g, "Regular")
+    await fake.sync()
+    await text_of(running, admin, "coach rewards add", {"kind": "checkins", "threshold": 1, "role": role})
+    fake.set_role_permissions(g, bot_role, BOT_ROLE_DEFAULT)
+    await fake.sync()
+    await round_at(running, MON)
+    await answer_now(running, alice)
+    await running.tick()
+    assert fake.role_changes == []  # known before asking: no 403 toward Discord's invalid-request limit
+    handle = await running.slash(admin, "coach show")
+    await handle.response()
+    fields = {f["name"]: f["value"] for f in handle.message["embeds"][0]["fields"]}
+    assert "I'm missing **Manage Roles**" in fields["Role rewards"]
+    fake.set_role_permissions(g, bot_role, BOT_ROLE_DEFAULT | MANAGE_ROLES)
+    await fake.sync()
+    await answer_now(running, bob)
+    await running.tick()
+    assert fake.role_changes == [("PUT", g, bob, role)]
+    assert (await storage.rewards_of(g))[0].last_error is None  # a change went through: the warning is gone
+    await running.tick()  # and those who earned the role meanwhile get it now
+    assert fake.role_changes == [("PUT", g, bob, role), ("PUT", g, alice, role)]
+    await running.tick()
+    assert len(fake.role_changes) == 2
+    assert "Removed" in await text_of(running, admin, "coach rewards remove", {"role": role})
+    assert "isn't a reward here" in await text_of(running, admin, "coach rewards remove", {"role": role})
+    assert "No role rewards yet" in await text_of(running, admin, "coach rewards list")
