@@ -548,11 +548,11 @@ class Storage:
         ("recap", "failed"): ("UPDATE recaps SET state = 'failed', error = :reason WHERE id = :ref",),
         ("role", "done"): (
             "UPDATE role_changes SET state = 'done', error = NULL WHERE id = :ref",
-            # The first change after a failure (role deleted, permission removed) went through: members who
-            # earned a role meanwhile are looked at again.
+            # The first change of a reward after its failure (permission removed, role moved) went through:
+            # members who earned a role meanwhile are looked at again.
             "INSERT INTO role_dirty (guild_id, user_id, seq) SELECT DISTINCT guild_id, user_id, 0 FROM checkins "
-            "WHERE guild_id = :guild AND EXISTS (SELECT 1 FROM role_rewards WHERE guild_id = :guild "
-            "AND last_error IS NOT NULL) ON CONFLICT DO NOTHING",
+            "WHERE guild_id = :guild AND EXISTS (SELECT 1 FROM role_rewards WHERE last_error IS NOT NULL "
+            "AND id = (SELECT reward_id FROM role_changes WHERE id = :ref)) ON CONFLICT DO NOTHING",
             "UPDATE role_rewards SET last_error = NULL, last_error_at = NULL "
             "WHERE id = (SELECT reward_id FROM role_changes WHERE id = :ref) AND last_error IS NOT NULL",
         ),
