@@ -429,3 +429,35 @@ async def test_manage_roles_taken_away_shows_in_coach_show_until_it_is_back(runn
     assert "Removed" in await text_of(running, admin, "coach rewards remove", {"role": role})
     assert "isn't a reward here" in await text_of(running, admin, "coach rewards remove", {"role": role})
     assert "No role rewards yet" in await text_of(running, admin, "coach rewards list")
+
+
+async def test_migration_011_keeps_the_ledger_and_its_triggers(tmp_path) -> None:  # noqa: ANN001
+    from coach.storage import Storage, migrations
+
+    path, now = tmp_path / "old.sqlite3", noon(MON)
+    old = tmp_path / "old-migrations"
+    old.mkdir()
+    for version, name, sql in migrations():
+        if version < 11:
+            (old / name).write_text(sql)
+    storage = await Storage.open(path, migrations_dir=old)
+    await storage.start_season(1, "Spring", now - timedelta(days=1))
+    await checkin(storage, 1, 2, MON)
+    await storage.award(1, 2, "reflection", 2, "core-01-ambition", now)
+    ids = await storage.fetchall("SELECT id, kind FROM points ORDER BY id")
+    assert not await storage.award(1, 2, "adjust", 3, "c1", now)  # the old CHECK refuses it
+    await storage.close()
+    storage = await Storage.open(path)
+    try:
+        assert await storage.fetchall("SELECT id, kind FROM points ORDER BY id") == ids
+        await storage.adjust_points(1, 2, 3, "welcome gift", 9, now)
+        await checkin(storage, 1, 2, MON + timedelta(days=1))
+        assert await storage.board_points(1, 2) == 5
+        assert await storage.stored_board_totals(1) == await storage.board_totals_from_ledger(1)
+        season = await storage.fetchone("SELECT id FROM board_periods WHERE kind = 'season'")
+        assert {s.user_id: (s.points, s.depth) for s in await storage.board_totals(1, season[0])} == {2: (5, 2)}
+        assert await storage.undo_checkin(1, 2, MON.isoformat(), None, 9, now) is not None
+        assert await storage.stored_board_totals(1) == await storage.board_totals_from_ledger(1)
+        assert await storage.board_points(1, 2) == 4
+    finally:
+        await storage.close()
