@@ -218,19 +218,21 @@ class Rewards(commands.Cog):
             raise NotFound(f"<@&{role.id}> isn't a reward here. `/coach rewards list` shows the ones there are.")
         await reply(interaction, f"Removed: I won't give <@&{role.id}> any more. Members who have it keep it.")
 
-    async def show_field(self, guild_id: int) -> str | None:
-        """For /coach show: the rewards, and any that failed lately (role deleted, permission removed)."""
-        items = await self.storage.rewards_of(guild_id)
-        if not items:
-            return None
+    async def show_fields(self, guild_id: int) -> list[tuple[str, str]]:
+        """For /coach show: streak freezes, the role rewards and any that failed lately (role deleted, permission
+        removed)."""
+        fields = [("Streak freezes", "on (`/coach freezes off` to stop them)" if await self.storage.freezes_on(
+            guild_id) else "off (`/coach freezes on` to start them)")]
         lines = []
-        for r in items:
+        for r in await self.storage.rewards_of(guild_id):
             line = f"• {rewards.describe_reward(r.kind, r.threshold, r.role_id, r.keep)}"
             if r.last_error:
                 when = f" ({ts(from_unix(r.last_error_at), 'R')})" if r.last_error_at else ""
                 line += f"\n  ⚠️ Couldn't change it{when}: {rewards.ROLE_ERRORS.get(r.last_error, r.last_error)}"
             lines.append(line)
-        return cut_block("\n".join(lines), EMBED_FIELD_VALUE_MAX)
+        if lines:
+            fields.append(("Role rewards", cut_block("\n".join(lines), EMBED_FIELD_VALUE_MAX)))
+        return fields
 
     async def run_due(self) -> int:
         """Every tick: members whose points changed are checked against the rewards (a role at a threshold), and
