@@ -2002,8 +2002,10 @@ class Storage:
         wanted = set(reward_ids) if reward_ids is not None else None
         return {(r[0], r[1]) for r in rows if wanted is None or r[0] in wanted}
 
-    async def reward_figures(self, guild_id: int, user_ids: Iterable[int]) -> dict[int, dict[str, int]]:
-        """Per member: check-ins, finished projects, depth points and the current streak (the one rule)."""
+    async def reward_figures(self, guild_id: int, user_ids: Iterable[int],
+                             streaks: bool = True) -> dict[int, dict[str, int]]:
+        """Per member: check-ins, finished projects, depth points and (unless `streaks` is False: 0) the current
+        streak (the one rule)."""
         ids = sorted(set(user_ids))
         if not ids:
             return {}
@@ -2019,8 +2021,8 @@ class Storage:
                FROM cand""",
             (*ids, guild_id),
         )
-        streaks = await self.current_streaks(guild_id, ids)
-        return {r[0]: {"checkins": r[1], "finished": r[2], "depth": r[3], "streak": streaks.get(r[0], 0)}
+        current = await self.current_streaks(guild_id, ids) if streaks else {}
+        return {r[0]: {"checkins": r[1], "finished": r[2], "depth": r[3], "streak": current.get(r[0], 0)}
                 for r in rows}
 
     async def queue_role_changes(self, guild_id: int, add: Iterable[tuple[int, int]],

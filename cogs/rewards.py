@@ -245,7 +245,8 @@ class Rewards(commands.Cog):
             by_guild.setdefault(guild_id, []).append((user_id, seq))
         for guild_id, seen in by_guild.items():
             items = await storage.rewards_of(guild_id)
-            figures = await storage.reward_figures(guild_id, [u for u, _ in seen])
+            figures = await storage.reward_figures(guild_id, [u for u, _ in seen],
+                                                   streaks=any(r.kind == "streak" for r in items))
             add, remove = rewards.role_changes(items, figures, await storage.role_holders(guild_id))
             queued += await storage.queue_role_changes(guild_id, add, remove, now, seen=seen)
         for guild_id, round_date in await storage.streak_checks_due():
