@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from coach.errors import BadInput
 from coach.heatmap import grid_start
 from coach.schedule import resolve_local
-from coach.streaks import RoundDay, StreakDay
+from coach.streaks import RoundDay, StreakDay, StreakResult
 from coach.text import EMBED_FIELD_VALUE_MAX, cut, safe_name, safe_title
 
 PERIODS = ("week", "month", "season", "all")
@@ -37,7 +37,7 @@ CONFIRM_MAX_AGE = timedelta(minutes=15)
 ATTACHMENT_LIMIT = 8 * 1024 * 1024
 CSV_HEADER = ("date", "member_id", "name", "status", "project", "note")
 STATUS_MARK = {"finished": "✅", "unfinished": "🔸", "skipped": "⏸️"}
-OUTCOME_MARK = {"counted": "🔥", "away": "🌴", "open": "⏳", "missed": "▫️"}
+OUTCOME_MARK = {"counted": "🔥", "away": "🌴", "open": "⏳", "missed": "▫️", "frozen": "🧊"}
 
 
 # ---------------------------------------------------------------- periods
@@ -171,6 +171,15 @@ def heatmap_days(days: Sequence[RoundDay], end: date, weeks: int = HEATMAP_WEEKS
         elif not (r.away or r.open):
             out[r.local_date] = "missed"
     return out
+
+
+def freezes_line(streak: StreakResult) -> str:
+    """/stats: streak freezes held, and the latest round one covered."""
+    line = f"\n🧊 **{streak.freezes}** streak freeze{'s' if streak.freezes != 1 else ''} held"
+    used = streak.frozen_after(None)
+    if used:
+        line += f" · last used {used[-1]:%a} {day_month(used[-1])}"
+    return line
 
 
 def streak_day_line(day: StreakDay) -> str:
@@ -386,9 +395,12 @@ FORGET_LABELS = {
     "members": ("member profile", "member profiles"),
     "dm_schedules": ("DM check-in setting", "DM check-in settings"),
     "dm_rounds": ("DM check-in", "DM check-ins"),
+    "corrections": ("admin correction", "admin corrections"),
+    "role_holders": ("role reward held", "role rewards held"),
+    "role_changes": ("role change", "role changes"),
 }
 #: Derived or bookkeeping rows: deleted too, but not worth listing.
-FORGET_QUIET = frozenset({"board_totals", "board_confirms"})
+FORGET_QUIET = frozenset({"board_totals", "board_confirms", "role_dirty"})
 
 
 def forget_summary(counts: Mapping[str, int]) -> str:

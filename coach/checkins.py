@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from coach import metrics, projects, voice
 from coach.errors import BadInput, Conflict
@@ -52,6 +52,7 @@ class AnswerOutcome:
     streak: StreakResult
     situation: str
     reply: str
+    freeze_note: str | None = None   # said once, in the first reply after rounds a streak freeze covered
 
 
 @dataclass
@@ -62,12 +63,13 @@ class History:
     dates: set[str]
     answers: dict[str, str]
     away: list[tuple[str, str]]
+    freezes: bool = True   # the server's /coach freezes setting
 
     def days(self) -> list[RoundDay]:
         return member_days(self.dates, self.answers, self.away)
 
     def streak(self) -> StreakResult:
-        return compute_streak(self.days())
+        return compute_streak(self.days(), self.freezes)
 
     def recent(self, count: int = 10) -> list[str]:
         """The member's latest answers, newest first."""
@@ -77,7 +79,8 @@ class History:
 async def load_history(storage: Storage, guild_id: int, user_id: int) -> History:
     dates = set(await storage.posted_round_dates(guild_id))
     answers = {c.local_date: c.status for c in await storage.member_checkins(guild_id, user_id)}
-    return History(dates, answers, await storage.away_periods(guild_id, user_id))
+    return History(dates, answers, await storage.away_periods(guild_id, user_id),
+                   await storage.freezes_on(guild_id))
 
 
 async def member_streak(storage: Storage, guild_id: int, user_id: int) -> StreakResult:
@@ -138,6 +141,7 @@ async def record(
         project_id=project.id if project else None, note=note, via=via, now=now,
     )
     metrics.answered(via)
+    previous = max((d for d in history.answers if d < local_date), default=None)
     history.answers[local_date] = checkin.status
     after = history.streak()
     situation = await voice.situation_for(
@@ -147,7 +151,17 @@ async def record(
     reply = await voice.say(storage, prompts, rng, situation, guild_id=guild_id, user_id=user_id,
                             member=safe_name(member_name), project=safe_title(project.name) if project else "",
                             streak=after.current, server=server_name)
-    return AnswerOutcome(checkin, created, project, project_created, after, situation, reply)
+    covered = after.frozen_after(date.fromisoformat(previous) if previous else None) if created else []
+    return AnswerOutcome(checkin, created, project, project_created, after, situation, reply,
+                         freeze_note(covered, after) if covered else None)
+
+
+def freeze_note(covered: list[date], streak: StreakResult) -> str:
+    """The line that tells a member, once, that streak freezes kept their streak alive."""
+    days = ", ".join(f"{d:%a} {d.day} {d:%b}" for d in covered)
+    used = "a streak freeze" if len(covered) == 1 else f"{len(covered)} streak freezes"
+    return (f"🧊 You missed {days}, so {used} kept your streak alive: it's **{streak.current}** now "
+            f"({streak.freezes} freeze{'s' if streak.freezes != 1 else ''} left).")
 
 
 def describe(checkin: Checkin, project: Project | None) -> str:

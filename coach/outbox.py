@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-KINDS = ("round", "dm", "lesson", "recap", "nudge")
+KINDS = ("round", "dm", "lesson", "recap", "nudge", "role")
 NONCE_WINDOW = timedelta(minutes=2)   # Discord honours a message nonce for "a few minutes": stay well inside
 LATE_AFTER = timedelta(minutes=2)     # posted later than this after its time: marked late
 LOOKBACK = timedelta(days=9)          # catch-up looks at most this far back for the latest occurrence

@@ -14,7 +14,12 @@ Rules (see PRODUCT.md, Concepts: Streak):
   counts) adds one to the streak, even on a day marked away;
 * an unanswered round on an away day neither counts nor breaks;
 * the latest round, still open and unanswered, neither counts nor breaks (yet);
-* any other unanswered round resets the current streak to 0.
+* any other unanswered round resets the current streak to 0, unless a streak freeze covers it.
+
+Streak freezes (on unless the server switched them off with /coach freezes): every ``FREEZE_EVERY`` (7)
+answered rounds in a row earn one, and a member holds at most ``FREEZE_MAX`` (2). A missed round uses one
+automatically: the streak neither grows nor breaks, and the count of answers in a row starts again. Away days and
+the open round leave the count alone. The setting applies to the whole history (switching it recounts).
 """
 
 from __future__ import annotations
@@ -40,10 +45,12 @@ __all__ = [
 ]
 
 Status = Literal["finished", "unfinished", "skipped"]
-Outcome = Literal["counted", "away", "open", "missed"]
+Outcome = Literal["counted", "away", "open", "missed", "frozen"]
 
 STATUSES: tuple[str, ...] = ("finished", "unfinished", "skipped")
 MILESTONES: tuple[int, ...] = (3, 7, 30, 100)
+FREEZE_EVERY = 7   # answered rounds in a row that earn a streak freeze
+FREEZE_MAX = 2     # freezes a member can hold
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,11 @@ class StreakResult:
     current: int
     best: int
     days: tuple[StreakDay, ...]
+    freezes: int = 0  # streak freezes held after the latest round
+
+    def frozen_after(self, day: date | None) -> list[date]:
+        """Rounds a freeze covered after `day` (all of them for None), oldest first."""
+        return [d.local_date for d in self.days if d.outcome == "frozen" and (day is None or d.local_date > day)]
 
 
 def _check_status(status: object) -> None:
@@ -86,40 +98,51 @@ def _check_order(rounds: Sequence[RoundDay]) -> None:
             )
 
 
-def compute_streak(rounds: Sequence[RoundDay]) -> StreakResult:
-    """Walk the rounds oldest first and explain what each did to the streak.
+def compute_streak(rounds: Sequence[RoundDay], freezes: bool = True) -> StreakResult:
+    """Walk the rounds oldest first and explain what each did to the streak (with streak freezes unless
+    `freezes` is False).
 
     Raises ValueError for an unknown status or rounds not in strictly increasing date order.
     """
     _check_order(rounds)
-    current = 0
-    best = 0
+    current = best = held = run = 0
     days: list[StreakDay] = []
     for r in rounds:
         _check_status(r.status)
         if r.status is not None:
             current += 1
+            run += 1
             outcome: Outcome = "counted"
             if r.away:
                 explanation = f"answered while away: {r.status} (+1)"
             else:
                 explanation = f"answered: {r.status} (+1)"
+            if run == FREEZE_EVERY:
+                run = 0
+                if freezes and held < FREEZE_MAX:
+                    held += 1
+                    explanation += f", {FREEZE_EVERY} in a row: a streak freeze earned ({held} held)"
         elif r.away:
             outcome = "away"
             explanation = "away: neither counts nor breaks"
         elif r.open:
             outcome = "open"
             explanation = "still open: answer before the next round"
+        elif freezes and held:
+            held -= 1
+            run = 0
+            outcome = "frozen"
+            explanation = f"missed: a streak freeze kept the streak ({held} left)"
         else:
             outcome = "missed"
             if current:
                 explanation = f"missed: streak reset (was {current})"
             else:
                 explanation = "missed: streak reset"
-            current = 0
+            current = run = 0
         best = max(best, current)
         days.append(StreakDay(r.local_date, outcome, current, explanation))
-    return StreakResult(current=current, best=best, days=tuple(days))
+    return StreakResult(current=current, best=best, days=tuple(days), freezes=held)
 
 
 def member_days(posted: Iterable[str], answers: Mapping[str, str],
@@ -135,10 +158,10 @@ def member_days(posted: Iterable[str], answers: Mapping[str, str],
 
 
 def member_streak(posted: Iterable[str], answers: Mapping[str, str],
-                  away: Sequence[tuple[str, str]]) -> StreakResult:
+                  away: Sequence[tuple[str, str]], freezes: bool = True) -> StreakResult:
     """The reference: a member's current and best streak from the server's posted rounds, their answers by
-    date and their away periods."""
-    return compute_streak(member_days(posted, answers, away))
+    date and their away periods, with streak freezes unless the server switched them off."""
+    return compute_streak(member_days(posted, answers, away), freezes)
 
 
 def nonfinished_run(statuses_newest_first: Sequence[Status | None]) -> int:

@@ -197,6 +197,9 @@ class Admin(commands.Cog):
         if latest and latest.message_id:
             link = f"https://discord.com/channels/{guild.guild_id}/{latest.channel_id}/{latest.message_id}"
             embed.add_field(name="Latest round", value=f"[{latest.local_date}]({link})", inline=False)
+        rewards_cog = self.bot.get_cog("Rewards")
+        for name, value in await rewards_cog.show_fields(guild.guild_id) if rewards_cog else []:  # type: ignore[attr-defined]
+            embed.add_field(name=name, value=value, inline=False)
         if guild.last_error:
             when = ts(from_unix(guild.last_error_at), "R") if guild.last_error_at else ""
             embed.add_field(name="⚠️ Last problem", value=f"{error_sentence(guild.last_error, guild.channel_id)} "

@@ -19,7 +19,7 @@ from coach.heatmap import render_heatmap
 from coach.outbox import Job, Sent, Skip
 from coach.rounds import nonce_for
 from coach.storage import Round
-from coach.streaks import checkin_rate, compute_streak
+from coach.streaks import checkin_rate
 from coach.text import EMBED_FIELD_VALUE_MAX, cut_block, safe_name, safe_title
 from cogs.common import NO_PINGS, ConfirmButton, confirm_view, confirmable, member_name, reply
 from cogs.outbox import find_in_history, postable_channel
@@ -197,14 +197,17 @@ class Board(commands.Cog):
         storage = self.storage
         tz = await guild_tz(self.bot, guild_id)
         today = board.local_today(self.bot.clock.now(), tz)
-        days = (await checkins.load_history(storage, guild_id, user_id)).days()
-        streak = compute_streak(days)
+        history = await checkins.load_history(storage, guild_id, user_id)
+        days = history.days()
+        streak = history.streak()
         rate = checkin_rate(days, board.RATE_ROUNDS)
         counts = await storage.count_projects(guild_id, user_id)
         depth = await storage.depth_points(guild_id, user_id)
         png = await asyncio.to_thread(render_heatmap, board.heatmap_days(days, today), today, board.HEATMAP_WEEKS)
         embed = discord.Embed(title=f"Stats · {name}", colour=COLOUR)
-        embed.add_field(name="Streak", value=f"🔥 **{streak.current}** now · best **{streak.best}**")
+        embed.add_field(name="Streak", value=f"🔥 **{streak.current}** now · best **{streak.best}**"
+                        + (board.freezes_line(streak) if history.freezes and (streak.freezes or
+                                                                              streak.frozen_after(None)) else ""))
         rounds = min(board.RATE_ROUNDS, sum(1 for d in days if d.status or not (d.away or d.open)))
         embed.add_field(name="Check-in rate", value=f"**{board.percent(rate)}** of the last {rounds} rounds")
         embed.add_field(name="Depth points", value=f"✨ **{depth:,}**")
@@ -283,6 +286,9 @@ class Board(commands.Cog):
                 else:
                     text = f"Part {i} of {len(paths)}."
                 await reply(interaction, text, file=discord.File(path, filename=path.name))
+        rewards = self.bot.get_cog("Rewards")
+        if rewards is not None:  # the admins' corrections, in a file of their own
+            await rewards.export_corrections(interaction)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ weekly recap
 

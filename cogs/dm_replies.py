@@ -193,6 +193,8 @@ class DMReplies(commands.Cog):
         if outcome.project_created and outcome.project:
             lines.append(f"New project started: **{safe_title(outcome.project.name)}**.")
         lines.append(outcome.reply)
+        if outcome.freeze_note:
+            lines.append(outcome.freeze_note)
         self._touch_channel_tally(outcome.checkin.round_id)
         return "\n".join(lines)
 

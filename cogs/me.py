@@ -123,6 +123,8 @@ class Me(commands.Cog):
             "server_id": str(guild_id), "member_id": str(user_id),
             "exported_at": self.bot.clock.now().isoformat(),
             "points": {"checkin_and_finish": await storage.points_total(guild_id, user_id, ["checkin", "finish"]),
+                       "adjustments": await storage.points_total(guild_id, user_id, ["adjust"]),
+                       "board": await storage.board_points(guild_id, user_id),
                        "depth": await storage.depth_points(guild_id, user_id)},
             "data": data,
         }

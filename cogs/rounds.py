@@ -262,6 +262,8 @@ class Rounds(commands.Cog):
         if outcome.project_created and outcome.project:
             lines.append(f"New project started: **{safe_title(outcome.project.name)}**.")
         lines.append(outcome.reply)
+        if outcome.freeze_note:
+            lines.append(outcome.freeze_note)
         self.touch_tally(round_)
         return "\n".join(lines)
 

@@ -793,7 +793,7 @@ async def test_me_export_is_mine_in_this_server_only(running: Harness) -> None:
     assert name == f"bounce-me-{g}.json"
     doc = json.loads(raw)
     assert doc["server_id"] == str(g) and doc["member_id"] == str(running.studio.alice)
-    assert doc["points"] == {"checkin_and_finish": 2, "depth": 2}
+    assert doc["points"] == {"checkin_and_finish": 2, "adjustments": 0, "board": 2, "depth": 2}
     data = doc["data"]
     assert [c["local_date"] for c in data["checkins"]] == ["2026-03-02", "2026-03-03"]
     assert {c["user_id"] for table in data.values() for c in table} == {running.studio.alice}

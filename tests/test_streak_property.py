@@ -12,7 +12,10 @@ posted round open):
 * the streak in the reply to each answer (what milestone replies are chosen from),
 * `/stats`: current and best streak,
 * the leaderboard's 🔥 (the SQL in `Storage.current_streaks`),
-* the weekly recap's longest streaks.
+* the weekly recap's longest streaks,
+* streak freezes: examples run with freezes on or off (/coach freezes), and a steady member answers most
+  rounds by `/checkin`, so freezes are earned at 7 answers in a row, held (at most 2) and used on misses; the
+  freezes held and the rounds they covered agree with the reference too.
 
 All examples share one SQLite file (a new server id per example), so an example costs a few milliseconds.
 """
@@ -62,6 +65,8 @@ class History:
     start: date
     days: tuple[tuple[str, tuple[Event, ...]], ...]   # (posted | never | failed, answers that day)
     away: tuple[tuple[tuple[int, int], ...], ...]     # per member: (first day, last day) offsets, disjoint
+    steady: tuple[bool, ...] = ()                     # member 0 answers that day's round by /checkin
+    freezes: bool = True                              # the server's /coach freezes setting
 
 
 events = st.builds(Event, st.sampled_from(PATHS), st.sampled_from(STATUSES), st.integers(1, 20),
@@ -77,24 +82,29 @@ def away_periods(draw: st.DrawFn) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-histories = st.builds(
-    History,
-    st.sampled_from(ZONES),
-    st.tuples(st.sampled_from(ZONES), st.sampled_from(ZONES)),
-    st.sampled_from(STARTS),
-    st.lists(st.tuples(st.sampled_from(("posted", "posted", "posted", "never", "failed")),
-                       st.lists(events, max_size=3).map(tuple)), min_size=1, max_size=14).map(tuple),
-    st.tuples(away_periods(), away_periods()),
-)
+@st.composite
+def histories(draw: st.DrawFn) -> History:
+    """Short histories, and long ones where a steady member earns, holds and uses streak freezes."""
+    # The steady member's pattern: runs of answered rounds (7 earn a freeze) and runs of misses (a freeze each).
+    blocks = draw(st.lists(st.tuples(st.integers(3, 15), st.integers(0, 3)), max_size=4))
+    steady = tuple(itertools.chain.from_iterable([True] * run + [False] * miss for run, miss in blocks))[:30]
+    n = len(steady) if len(steady) >= 2 else draw(st.integers(1, 14))
+    days = draw(st.lists(st.tuples(st.sampled_from(("posted", "posted", "posted", "posted", "never", "failed")),
+                                   st.lists(events, max_size=3).map(tuple)), min_size=n, max_size=n))
+    return History(draw(st.sampled_from(ZONES)), draw(st.tuples(st.sampled_from(ZONES), st.sampled_from(ZONES))),
+                   draw(st.sampled_from(STARTS)), tuple(days), draw(st.tuples(away_periods(), away_periods())),
+                   steady, draw(st.booleans()))
 
 
-def reference(posted: list[str], answers: dict[str, str], away: list[tuple[str, str]]) -> StreakResult:
-    """The rule, spelled out: posted rounds plus answered days; away days marked; the latest posted is open."""
+def reference(posted: list[str], answers: dict[str, str], away: list[tuple[str, str]],
+              freezes: bool) -> StreakResult:
+    """The rule, spelled out: posted rounds plus answered days; away days marked; the latest posted is open;
+    streak freezes when the server has them on."""
     open_date = max(posted) if posted else None
     days = [RoundDay(date.fromisoformat(d), answers.get(d), away=any(a <= d <= b for a, b in away),  # type: ignore[arg-type]
                      open=d == open_date)
             for d in sorted(set(posted) | set(answers))]
-    return compute_streak(days)
+    return compute_streak(days, freezes)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +119,7 @@ def shared_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(history=histories)
+@given(history=histories())
 def test_every_streak_figure_agrees_with_the_reference(shared_db: Path, history: History) -> None:
     asyncio.run(Play(history, next(GUILDS)).run(shared_db))
 
@@ -123,6 +133,7 @@ class Play:
         self.away: dict[int, list[tuple[str, str]]] = {u: [] for u in self.users}
         self.posted: list[Round] = []
         self.rng = random.Random(guild)
+        self.freeze_notes = 0
 
     def day(self, offset: int) -> str:
         return (self.h.start + timedelta(days=offset)).isoformat()
@@ -136,6 +147,8 @@ class Play:
 
     async def play(self) -> None:
         storage, guild = self.storage, self.guild
+        if not self.h.freezes or self.rng.random() < 0.5:  # no row at all: the default (on)
+            await storage.set_freezes(guild, self.h.freezes, datetime(2026, 1, 1, tzinfo=UTC))
         for user, periods in zip(self.users, self.h.away, strict=True):
             for first, last in periods:
                 self.away[user].append(await storage.set_away(guild, user, self.day(first), self.day(last)))
@@ -153,6 +166,8 @@ class Play:
                     self.posted.append(await storage.get_round(claimed.id))  # type: ignore[arg-type]
                 else:
                     await storage.mark_round_failed(claimed.id, "missing_permission")
+            if i < len(self.h.steady) and self.h.steady[i]:
+                todays = (*todays, Event("checkin", "finished", 1, 0))
             for event in sorted(todays, key=lambda e: e.hours):
                 await self.act(event, due + timedelta(hours=event.hours))
             await self.check_figures()
@@ -195,18 +210,22 @@ class Play:
         assert outcome.created == (latest.local_date not in answers)
         assert (outcome.checkin.local_date, outcome.checkin.round_id) == (latest.local_date, latest.id)
         answers[latest.local_date] = event.status
-        expected = reference([r.local_date for r in self.posted], answers, self.away[user])
-        assert (outcome.streak.current, outcome.streak.best) == (expected.current, expected.best)
+        expected = reference([r.local_date for r in self.posted], answers, self.away[user], self.h.freezes)
+        assert (outcome.streak.current, outcome.streak.best, outcome.streak.freezes) == \
+            (expected.current, expected.best, expected.freezes)
+        self.freeze_notes += outcome.freeze_note is not None
 
     async def check_figures(self) -> None:
         storage, guild = self.storage, self.guild
         posted = [r.local_date for r in self.posted]
-        expected = {u: reference(posted, self.answers[u], self.away[u]) for u in self.users}
+        expected = {u: reference(posted, self.answers[u], self.away[u], self.h.freezes) for u in self.users}
         board_streaks = await storage.current_streaks(guild, self.users)
         assert board_streaks == {u: expected[u].current for u in self.users}
         for user in self.users:
             stats = await checkins.member_streak(storage, guild, user)
             assert (stats.current, stats.best) == (expected[user].current, expected[user].best)
+            assert (stats.freezes, stats.frozen_after(None)) == \
+                (expected[user].freezes, expected[user].frozen_after(None))
             stored = {c.local_date: c.status for c in await storage.member_checkins(guild, user)}
             assert stored == self.answers[user]  # every answer on its server round's date, whatever the path
         recap_candidates = await storage.checkin_users_since(guild, "0000-01-01")

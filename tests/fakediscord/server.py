@@ -52,6 +52,7 @@ from .world import (
     INTENT_GUILDS,
     INTENT_MESSAGE_CONTENT,
     MANAGE_MESSAGES,
+    MANAGE_ROLES,
     MENTION_EVERYONE,
     PRIVILEGED_INTENTS,
     READ_MESSAGE_HISTORY,
@@ -75,6 +76,7 @@ ERRORS: dict[int, tuple[int, str]] = {
     10007: (404, "Unknown Member"),
     10008: (404, "Unknown Message"),
     10013: (404, "Unknown User"),
+    10011: (404, "Unknown Role"),
     10015: (404, "Unknown Webhook"),
     10062: (404, "Unknown interaction"),
     10063: (404, "Unknown application command"),
@@ -214,6 +216,7 @@ class FakeDiscord(World):
         self.requests: list[Recorded] = []
         self.violations: list[str] = []
         self.messages: dict[int, list[dict]] = collections.defaultdict(list)  # POST /channels/{id}/messages
+        self.role_changes: list[tuple[str, int, int, int]] = []  # (PUT|DELETE, guild, member, role) that succeeded
         self.nonce_window = 180.0   # seconds an enforced nonce returns the first message (Discord: "a few minutes")
         self.nonce_dedupes = 0
         self._nonces: dict[tuple[int, str], tuple[dict, float]] = {}
@@ -373,6 +376,8 @@ class FakeDiscord(World):
             ("GET", "/guilds/{guild_id}/roles", self._get_roles),
             ("GET", "/guilds/{guild_id}/members", self._list_members),
             ("GET", "/guilds/{guild_id}/members/{user_id}", self._get_member),
+            ("PUT", "/guilds/{guild_id}/members/{user_id}/roles/{role_id}", self._put_member_role),
+            ("DELETE", "/guilds/{guild_id}/members/{user_id}/roles/{role_id}", self._delete_member_role),
         ]
         out = []
         for method, template, handler in table:
@@ -940,6 +945,37 @@ class FakeDiscord(World):
 
     async def _get_roles(self, req: Req) -> tuple[int, Any]:
         return 200, list(self.guilds[self._guild_or_error(req)].roles.values())
+
+    def _member_role_change(self, req: Req) -> tuple[int, int, int]:
+        """Discord's checks for adding or removing a member's role: the bot needs Manage Roles, and the role must
+        sit below the bot's highest role; unknown role 10011, unknown member 10007."""
+        gid = self._guild_or_error(req)
+        uid, rid = req.int_param("user_id"), req.int_param("role_id")
+        g = self.guilds[gid]
+        if rid not in g.roles:
+            raise ApiError(10011)
+        if uid not in g.members:
+            raise ApiError(10007)
+        if not self.base_permissions(gid, self.bot_user_id) & MANAGE_ROLES:
+            raise ApiError(50013)
+        role = g.roles[rid]
+        if role["managed"] or rid == gid or role["position"] >= self.top_role_position(gid, self.bot_user_id):
+            raise ApiError(50013)
+        self.role_changes.append((req.method, gid, uid, rid))
+        return gid, uid, rid
+
+    async def _put_member_role(self, req: Req) -> tuple[int, Any]:
+        gid, uid, rid = self._member_role_change(req)
+        member = self.guilds[gid].members[uid]
+        if str(rid) not in member["roles"]:
+            member["roles"].append(str(rid))
+        return 204, None
+
+    async def _delete_member_role(self, req: Req) -> tuple[int, Any]:
+        gid, uid, rid = self._member_role_change(req)
+        member = self.guilds[gid].members[uid]
+        member["roles"] = [r for r in member["roles"] if r != str(rid)]
+        return 204, None
 
     async def _get_member(self, req: Req) -> tuple[int, Any]:
         gid = self._guild_or_error(req)

@@ -247,6 +247,27 @@ class World:
         g.roles[role_id]["permissions"] = str(permissions)
         self._emit("GUILD_ROLE_UPDATE", {"guild_id": str(guild_id), "role": g.roles[role_id]})
 
+    def set_role_position(self, guild_id: int, role_id: int, position: int) -> None:
+        """Move a role in the hierarchy (positions of the others are left as they are, as a test needs)."""
+        g = self.guild(guild_id)
+        g.roles[role_id]["position"] = position
+        self._emit("GUILD_ROLE_UPDATE", {"guild_id": str(guild_id), "role": g.roles[role_id]})
+
+    def delete_role(self, guild_id: int, role_id: int) -> None:
+        g = self.guild(guild_id)
+        del g.roles[role_id]
+        for member in g.members.values():
+            member["roles"] = [r for r in member["roles"] if int(r) != role_id]
+        self._emit("GUILD_ROLE_DELETE", {"guild_id": str(guild_id), "role_id": str(role_id)})
+
+    def member_role_ids(self, guild_id: int, user_id: int) -> set[int]:
+        return {int(r) for r in self.guild(guild_id).members[user_id]["roles"]}
+
+    def top_role_position(self, guild_id: int, user_id: int) -> int:
+        """The position of a member's highest role (@everyone's 0 when they have none)."""
+        g = self.guild(guild_id)
+        return max([g.roles[int(r)]["position"] for r in g.members[user_id]["roles"] if int(r) in g.roles] or [0])
+
     def add_member(
         self,
         guild_id: int,
