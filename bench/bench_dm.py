@@ -154,7 +154,7 @@ async def main(members: int, due: int, budget: float, in_process: bool) -> tuple
           and figures["global_429s"] == 0 and figures["delivered"] == due and figures["violations"] == 0)
     row = (f"stall {monitor.worst * 1000:.0f} ms (<= 100), time {elapsed:.1f} s (<= {1.1 * floor:.1f}), "
            f"global 429s {figures['global_429s']} (0), duplicates {duplicates} (0), per DM {per_dm:.2f} req (1.00), "
-           f"busiest sliding second {{figures['busiest_window']}} (<= 50)")
+           f"busiest sliding second {figures['busiest_window']} (<= 50)")
     return (0 if ok else 1), row
 
 

@@ -61,8 +61,8 @@ class Pacer:
     - even spacing: grants at least 1/rate apart (half that after a late wake-up, never a burst after a stall);
     - back-off: after a 429, nobody goes until its retry_after has passed.
 
-    `counts` tallies what came back since the last `take_counts()`: "requests" (answers to bot-authenticated
-    requests), "invalid" (401, 403 and 429 except shared-scope 429s: what Discord counts towards its
+    `counts` tallies what came back since the last `take_counts()`: "requests" (REST answers, interaction
+    answers included), "invalid" (401, 403 and 429 except shared-scope 429s: what Discord counts towards its
     10,000-per-10-minutes ban), "401", "403", "429", "global_429", "backoffs".
     """
 
@@ -112,7 +112,10 @@ class Pacer:
             raise
 
     async def wait(self, kind: str = "other") -> None:
-        """Wait for a turn for a request sent right away whose answer is not tracked (counts from now)."""
+        """Wait for a turn for a request made OUTSIDE discord.py, sent right away (it counts from now).
+
+        Requests through discord.py are paced by the hook in bot.py: name their kind with `paced_as(kind)`
+        instead; waiting here first would count them twice."""
         self.done(await self.acquire(kind), sent=True)
 
     async def until_resumed(self) -> None:
