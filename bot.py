@@ -126,11 +126,18 @@ class BounceBot(commands.Bot):
                 return await send(route, **kwargs)
             slot = await pacer.acquire(pacing_kind.get())
             token = _request_slot.set(slot)
+            answered = False
             try:
-                return await send(route, **kwargs)
+                result = await send(route, **kwargs)
+                answered = True
+                return result
+            except discord.HTTPException:
+                answered = True
+                raise
             finally:
                 _request_slot.reset(token)
-                pacer.done(slot)  # no-op if the trace closed it; freed at once if it never went out
+                # A no-op once the trace closed it; freed at once if it never went out.
+                pacer.done(slot, sent=answered or slot.sent)
 
         self.http.request = paced  # type: ignore[method-assign]
         self.http.http_trace = pacing_trace(pacer)  # read when discord.py opens its session (login)
