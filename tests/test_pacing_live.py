@@ -111,3 +111,20 @@ async def test_budget_zero_leaves_pacing_to_a_proxy(harness: Harness) -> None:
     await asyncio.gather(*(post(bot, cid, "Round of the day") for cid in cids))
     assert time.monotonic() - started < 0.75  # 30 requests: at 40/s these would take that long at least
     assert bot.pacer.take_counts()["requests"] >= 30
+
+
+async def test_a_dm_goes_out_within_a_few_slots_of_a_channel_fan_out(harness: Harness) -> None:
+    cids, users = await start(harness, 40)
+    bot = harness.bot
+    assert bot is not None
+    user = await bot.fetch_user(users[0])
+    channel = await user.create_dm()
+    fan_out = asyncio.gather(*(post(bot, cid, "Round of the day") for cid in cids))
+    assert await eventually(lambda: len(harness.fake.requests_to("/channels/{channel_id}/messages")) >= 5)
+    asked = len(harness.fake.requests)
+    with paced_as("dm"):
+        await channel.send("Your check-in")
+    dm_at = next(i for i, r in enumerate(harness.fake.requests) if r.path == f"/channels/{channel.id}/messages")
+    assert dm_at - asked <= 3  # the round posts already queued did not go first
+    await fan_out
+    assert_no_global_429(harness)
