@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import sys
 import time
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from discord.ext import commands
 from coach import metrics
 from coach.clock import Clock, SystemClock
 from coach.lessons import LessonError, LessonLibrary, load_lessons
-from coach.pacer import Pacer
+from coach.pacer import Pacer, Slot, pacing_kind
 from coach.prompts import PromptError, Prompts, load_prompts
 from coach.settings import Settings, SettingsError, load_settings
 from coach.storage import DatabaseTooNew, Storage, StorageError
@@ -50,6 +51,44 @@ class _NoVoiceWarning(logging.Filter):
 
 NO_VOICE_WARNING = _NoVoiceWarning()
 RETRY_MAX_SECONDS = 60.0  # Discord unreachable at start: retries back off up to this far apart
+
+
+UNPACED_PATHS = ("/interactions/", "/webhooks/")  # exempt from Discord's global limit
+_request_slot: ContextVar[Slot | None] = ContextVar("bounce_request_slot", default=None)
+
+
+def pacing_trace(pacer: Pacer) -> aiohttp.TraceConfig:
+    """Hooks on every HTTP attempt of discord.py's session: a retry (or a bot request that bypassed
+    `http.request`) takes its own slot before it goes out; every answer is counted and a 429 backs everyone off."""
+    trace = aiohttp.TraceConfig()
+
+    async def on_start(_session: Any, ctx: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        ctx.slot = None
+        if not params.headers.get("Authorization", "").startswith("Bot ") or any(
+                p in params.url.path for p in UNPACED_PATHS):
+            return
+        slot = _request_slot.get()
+        if slot is None or not slot.open:  # a retry, or a request made around http.request
+            slot = await pacer.acquire(pacing_kind.get(), urgent=slot is not None)
+        else:
+            await pacer.until_resumed()  # granted before a 429 came back: it waits out the back-off too
+        slot.sent = True
+        ctx.slot = slot
+
+    async def on_end(_session: Any, ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        if params.response.status != 101:  # not the gateway's websocket upgrade
+            pacer.observe(params.response.status, params.response.headers)
+        if ctx.slot is not None:
+            pacer.done(ctx.slot)
+
+    async def on_exception(_session: Any, ctx: Any, _params: aiohttp.TraceRequestExceptionParams) -> None:
+        if getattr(ctx, "slot", None) is not None:
+            pacer.done(ctx.slot)
+
+    trace.on_request_start.append(on_start)
+    trace.on_request_end.append(on_end)
+    trace.on_request_exception.append(on_exception)
+    return trace
 
 
 def apply_endpoints(settings: Settings) -> None:
@@ -97,17 +136,34 @@ class BounceBot(commands.Bot):
 
     def _pace_every_request(self) -> None:
         """Every bot-authenticated REST request waits for the global send budget: channel posts, DMs, edits,
-        start-up calls alike. Interaction callbacks and webhook follow-ups are exempt from Discord's global limit,
+        start-up calls alike, in the sender's kind (`coach.pacer.paced_as`). The slot is taken before discord.py's
+        own bucket and retry handling and given back when the answer is in; each retry takes a new slot. An
+        aiohttp trace sees every attempt on the wire: it counts the answers (401/403/429) and makes every sender
+        back off on a 429. Interaction callbacks and webhook follow-ups are exempt from Discord's global limit,
         so answering a member is never queued behind a fan-out."""
-        send = self.http.request
+        pacer, send = self.pacer, self.http.request
 
         async def paced(route: discord.http.Route, **kwargs: Any) -> Any:
-            if not route.path.startswith(("/interactions/", "/webhooks/")):
-                with metrics.SEND_QUEUE.track_inprogress():
-                    await self.pacer.wait()
-            return await send(route, **kwargs)
+            if route.path.startswith(UNPACED_PATHS):
+                return await send(route, **kwargs)
+            with metrics.SEND_QUEUE.track_inprogress():
+                slot = await pacer.acquire(pacing_kind.get())
+            token = _request_slot.set(slot)
+            answered = False
+            try:
+                result = await send(route, **kwargs)
+                answered = True
+                return result
+            except discord.HTTPException:
+                answered = True
+                raise
+            finally:
+                _request_slot.reset(token)
+                # A no-op once the trace closed it; freed at once if it never went out.
+                pacer.done(slot, sent=answered or slot.sent)
 
         self.http.request = paced  # type: ignore[method-assign]
+        self.http.http_trace = pacing_trace(pacer)  # read when discord.py opens its session (login)
 
     async def setup_hook(self) -> None:
         if self.storage is None:
@@ -158,6 +214,11 @@ class BounceBot(commands.Bot):
         if wait:
             await self.outbox.drain()
         line = self.outbox.summary(reports)
+        sent = self.pacer.take_counts()
+        invalid = {k: sent[k] for k in ("invalid", "401", "403", "429", "global_429") if sent.get(k)}
+        if invalid:  # Discord bans bots with too many of these (10,000 per 10 minutes): worth a line every time
+            line = "; ".join(filter(None, [line, "discord answered " + ", ".join(
+                f"{k} {v}" for k, v in invalid.items())]))
         if line:
             log.info("tick: %s", line)
         self.last_tick_at = time.monotonic()

@@ -182,6 +182,22 @@ async def launch_fake(in_process: bool, build_world: Callable[[FakeDiscord], dic
     return LocalFake(fake, build_world(fake), stats)
 
 
+def run_repeated(run: Callable[[], Any], times: int) -> int:
+    """Run a benchmark `times` times in a row, each from a fresh stand-in and bot. `run()` returns a coroutine
+    giving (exit status, one-line summary); each run prints its own figures, then every run's summary line."""
+    rows, worst = [], 0
+    for i in range(times):
+        if times > 1:
+            print(f"=== run {i + 1} of {times}", flush=True)
+        code, row = asyncio.run(run())
+        rows.append(f"run {i + 1}: {row}  {verdict(code == 0)}")
+        worst = max(worst, code)
+    if times > 1:
+        print(f"=== {times} runs", flush=True)
+        print("\n".join(rows), flush=True)
+    return worst
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -195,5 +211,5 @@ def line(name: str, value: float, unit: str, target: str, ok: bool) -> str:
     return f"{name}: {value:,.1f} {unit} (target {target})  {verdict(ok)}"
 
 
-__all__ = ["ROOT", "FakeDiscord", "FixedClock", "LocalFake", "RemoteFake", "StallMonitor", "launch_fake", "serve_fake", "line", "percentile", "start_bot", "statistics",
-           "stop_bot", "time"]
+__all__ = ["ROOT", "FakeDiscord", "FixedClock", "LocalFake", "RemoteFake", "StallMonitor", "launch_fake", "line",
+           "percentile", "run_repeated", "serve_fake", "start_bot", "statistics", "stop_bot", "time"]

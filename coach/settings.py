@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     discord_gateway_url: str | None = None
     dev_guild_id: int | None = None
     grace_hours: float = Field(default=3.0, ge=0, le=48)
-    send_budget_per_second: float = Field(default=40.0, gt=0, le=50)
+    send_budget_per_second: float = Field(default=40.0, ge=0, le=50)  # 0: no local pacing (a proxy paces)
     tick_seconds: float = Field(default=20.0, gt=0, le=30)
     lessons_dir: Path = ROOT / "data" / "lessons"
     prompts_dir: Path = ROOT / "prompts"

@@ -19,6 +19,7 @@ import discord
 from coach import metrics
 from coach.clock import to_unix
 from coach.outbox import NONCE_WINDOW, Fail, Job, Outcome, Retry, Sent, Skip, TakeReport, backoff, crashpoint
+from coach.pacer import paced_as
 
 if TYPE_CHECKING:
     from bot import BounceBot
@@ -205,16 +206,8 @@ class Outbox:
                         job.kind, job.ref_id, job.guild_id, reason)
             return
         try:
-            sent = None
-            if lane.find is not None and job.attempts > 1 and job.first_try_at is not None and \
-                    now - datetime.fromtimestamp(job.first_try_at, now.tzinfo) > NONCE_WINDOW:
-                sent = await lane.find(job)  # past the nonce window: did the first attempt land?
-                if sent is not None:
-                    self.counts["found"] += 1
-            if sent is None:
-                crashpoint("before_post")
-                sent = await lane.deliver(job)
-                crashpoint("after_post")
+            with paced_as(job.kind):  # the send budget takes turns between kinds
+                sent = await self._attempt(job, lane, now)
         except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
             outcome = classify(exc)
             if not isinstance(outcome, Skip):  # skipped (answered, switched off): nothing failed
@@ -226,6 +219,19 @@ class Outbox:
         metrics.post_sent(job.kind)
         await self._finish(job, lane, "done", sent, None, self.bot.clock.now())
         crashpoint("after_record")
+
+    async def _attempt(self, job: Job, lane: Lane, now: datetime) -> Sent:
+        """Past Discord's nonce window, look for the first attempt's message before posting again."""
+        if lane.find is not None and job.attempts > 1 and job.first_try_at is not None and \
+                now - datetime.fromtimestamp(job.first_try_at, now.tzinfo) > NONCE_WINDOW:
+            found = await lane.find(job)
+            if found is not None:
+                self.counts["found"] += 1
+                return found
+        crashpoint("before_post")
+        sent = await lane.deliver(job)
+        crashpoint("after_post")
+        return sent
 
     async def _failed(self, job: Job, lane: Lane, outcome: Outcome, now: datetime) -> None:
         if isinstance(outcome, Skip):

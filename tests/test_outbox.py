@@ -259,3 +259,16 @@ async def test_setup_asks_for_read_message_history(running: Harness) -> None:
     text = await h.setup_checkin("20:00", "Europe/Berlin")
     assert "Read Message History" in text
     assert await h.bot.storage.get_guild(h.studio.guild) is None
+
+
+async def test_the_tick_line_says_what_happened_and_counts_invalid_answers(running: Harness, caplog) -> None:  # noqa: ANN001
+    h = running
+    await h.setup_checkin("20:00", "Europe/Berlin")
+    h.fake.inject_fault("POST", MESSAGES, status=403, code=50013)
+    with caplog.at_level(logging.INFO, logger="bounce"):
+        await at(h, utc(2026, 3, 2, 19, 0, 5))
+        await at(h, utc(2026, 3, 2, 19, 0, 30))  # nothing happened: no line
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick:")]
+    assert len(lines) == 1, lines
+    assert "round due 1 (queued 1" in lines[0] and "round:failed 1" in lines[0]
+    assert "discord answered invalid 1" in lines[0] and "403 1" in lines[0]

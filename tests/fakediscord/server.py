@@ -253,6 +253,7 @@ class FakeDiscord(World):
         self._by_token: dict[str, InteractionHandle] = {}
         self._blobs: dict[int, tuple[str, bytes, str]] = {}
         self._window: collections.deque[float] = collections.deque()
+        self._gate: asyncio.Event | None = None  # hold_requests(): REST requests wait here, uncounted
         self._t0 = time.monotonic()
         self._runner: web.AppRunner | None = None
         self._routes = self._build_routes()
@@ -312,6 +313,29 @@ class FakeDiscord(World):
 
     def max_per_second(self) -> int:
         return max(self.per_second.values(), default=0)
+
+    def busiest_window(self, window: float = 1.0) -> int:
+        """Most requests under the global limit (bot-authenticated, not interactions) that arrived in any
+        sliding `window` seconds: what the global rate limit counts."""
+        times = [r.at for r in self.requests if (r.authorization or "").startswith("Bot ")
+                 and not r.path.startswith(("/interactions/", "/webhooks/"))]
+        best = start = 0
+        for end, at in enumerate(times):
+            while times[start] <= at - window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    def hold_requests(self) -> None:
+        """A stalled Discord (or network): REST requests are held, unanswered and uncounted, until
+        `release_requests()`; then they all arrive at once, each counted when it arrives."""
+        if self._gate is None:
+            self._gate = asyncio.Event()
+
+    def release_requests(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.set()
 
     def all_messages(self, channel_id: int) -> list[dict]:
         """Every visible message in a channel: bot posts, non-ephemeral interaction answers, user messages."""
@@ -426,6 +450,8 @@ class FakeDiscord(World):
         return json.loads(raw), []
 
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
+        if self._gate is not None:
+            await self._gate.wait()
         method = request.method.upper()
         path = "/" + request.match_info["tail"]
         now = time.monotonic()
