@@ -21,7 +21,7 @@ from coach.checkins import (
 )
 from coach.clock import from_unix, to_unix
 from coach.errors import BadInput, Conflict, NotAllowed, NotFound
-from coach.outbox import Take, TakeReport, catch_up
+from coach.outbox import Take, TakeReport, catch_up, take_in_chunks
 from coach.prompts import Prompts
 from coach.schedule import format_days, next_occurrence, parse_days, parse_time, parse_timezone
 from coach.storage import Round, Storage
@@ -170,26 +170,13 @@ def take_for(schedule: DMSchedule, now: datetime, grace: timedelta) -> tuple[Tak
 
 async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int = 50) -> TakeReport:
     """Take every due DM schedule into the outbox, a chunk per transaction."""
-    report = TakeReport()
-    while True:
-        due = await storage.due_dm_schedules(to_unix(now), limit)
-        takes: list[Take] = []
-        for schedule in due:
-            try:
-                take, missed = take_for(schedule, now, grace)
-            except Exception as exc:
-                log.error("DM schedule of user %s in guild %s can't be computed (%s); switched off",
-                          schedule.user_id, schedule.guild_id, exc)
-                await storage.break_schedule("dm", schedule.guild_id, schedule.user_id, "broken_schedule", now)
-                report.broken += 1
-                continue
-            report.missed += missed
-            report.late += int(take.late)
-            takes.append(take)
-        report.due += len(due)
-        report.queued += len(await storage.take_due("dm", takes, now))
-        if len(due) < limit:
-            return report
+    async def broken(schedule: DMSchedule, exc: Exception) -> None:
+        log.error("DM schedule of user %s in guild %s can't be computed (%s); switched off",
+                  schedule.user_id, schedule.guild_id, exc)
+        await storage.break_schedule("dm", schedule.guild_id, schedule.user_id, "broken_schedule", now)
+
+    return await take_in_chunks(storage, "dm", now, limit, storage.due_dm_schedules,
+                                lambda schedule: take_for(schedule, now, grace), broken)
 
 
 def day_label(local_date: str) -> str:

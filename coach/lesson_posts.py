@@ -12,7 +12,7 @@ from coach.clock import from_unix, to_unix
 from coach.errors import BadInput
 from coach.journey import tell_unlocks
 from coach.lessons import LessonLibrary
-from coach.outbox import Take, TakeReport, catch_up
+from coach.outbox import Take, TakeReport, catch_up, take_in_chunks
 from coach.schedule import next_occurrence, parse_time
 from coach.storage import Storage
 
@@ -52,26 +52,29 @@ def take_for(schedule: Storage.LessonSchedule, now: datetime, grace: timedelta, 
 async def take_due(storage: Storage, now: datetime, grace: timedelta,
                    next_lesson: Callable[[int], Awaitable[str]], limit: int = 25) -> TakeReport:
     """Take every due lesson schedule into the outbox; `next_lesson(guild_id)` names the lesson it posts."""
-    report = TakeReport()
-    while True:
-        due = await storage.due_lesson_schedules(to_unix(now), limit)
-        takes: list[Take] = []
-        for schedule in due:
+    lessons: dict[int, str | Exception] = {}
+
+    async def due(until: int, count: int) -> list[Storage.LessonSchedule]:
+        schedules = await storage.due_lesson_schedules(until, count)
+        for schedule in schedules:  # read before the chunk's transaction
             try:
-                take, missed = take_for(schedule, now, grace, await next_lesson(schedule.guild_id))
-            except Exception as exc:
-                log.error("guild %s: its lesson schedule can't be computed (%s); stopped until /coach lessons",
-                          schedule.guild_id, exc)
-                await storage.break_schedule("lesson", schedule.guild_id, None, "broken_schedule", now)
-                report.broken += 1
-                continue
-            report.missed += missed
-            report.late += int(take.late)
-            takes.append(take)
-        report.due += len(due)
-        report.queued += len(await storage.take_due("lesson", takes, now))
-        if len(due) < limit:
-            return report
+                lessons[schedule.guild_id] = await next_lesson(schedule.guild_id)
+            except Exception as exc:  # noqa: BLE001 - that server's take fails alone
+                lessons[schedule.guild_id] = exc
+        return schedules
+
+    def plan(schedule: Storage.LessonSchedule) -> tuple[Take, int]:
+        lesson = lessons[schedule.guild_id]
+        if isinstance(lesson, Exception):
+            raise lesson
+        return take_for(schedule, now, grace, lesson)
+
+    async def broken(schedule: Storage.LessonSchedule, exc: Exception) -> None:
+        log.error("guild %s: its lesson schedule can't be computed (%s); stopped until /coach lessons",
+                  schedule.guild_id, exc)
+        await storage.break_schedule("lesson", schedule.guild_id, None, "broken_schedule", now)
+
+    return await take_in_chunks(storage, "lesson", now, limit, due, plan, broken)
 
 
 def clean_reflection(text: str | None) -> str:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
+S = TypeVar("S")
 KINDS = ("round", "dm", "lesson", "recap", "nudge", "role")
 NONCE_WINDOW = timedelta(minutes=2)   # Discord honours a message nonce for "a few minutes": stay well inside
 LATE_AFTER = timedelta(minutes=2)     # posted later than this after its time: marked late
@@ -164,3 +166,30 @@ class TakeReport:
         self.late += other.late
         self.missed += other.missed
         self.broken += other.broken
+
+
+async def take_in_chunks(storage: Any, kind: str, now: datetime, limit: int,
+                         fetch_due: Callable[[int, int], Awaitable[Sequence[S]]],
+                         plan: Callable[[S], tuple[Take, int]],
+                         broken: Callable[[S, Exception], Awaitable[None]]) -> TakeReport:
+    """Take every due schedule of a kind into the outbox, `limit` per transaction (short, so members' writes
+    never wait long behind one). `plan(schedule)` gives the take and how many occurrences it skips; a schedule
+    it cannot compute goes to `broken` and blocks nobody."""
+    report = TakeReport()
+    while True:
+        due = await fetch_due(int(now.timestamp()), limit)
+        takes: list[Take] = []
+        for schedule in due:
+            try:
+                take, missed = plan(schedule)
+            except Exception as exc:  # e.g. a zone a tzdata update retired: this schedule stops, nobody else does
+                await broken(schedule, exc)
+                report.broken += 1
+                continue
+            report.missed += missed
+            report.late += int(take.late)
+            takes.append(take)
+        report.due += len(due)
+        report.queued += len(await storage.take_due(kind, takes, now))
+        if len(due) < limit:
+            return report

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from coach.clock import from_unix, to_unix
-from coach.outbox import Take, TakeReport, catch_up
+from coach.outbox import Take, TakeReport, catch_up, take_in_chunks
 from coach.schedule import next_occurrence, parse_time
 from coach.storage import GuildSettings, Storage
 
@@ -40,26 +40,13 @@ def take_for(guild: GuildSettings, now: datetime, grace: timedelta) -> tuple[Tak
 
 async def take_due(storage: Storage, now: datetime, grace: timedelta, limit: int = CHUNK) -> TakeReport:
     """Take every due server schedule into the outbox, a chunk per transaction."""
-    report = TakeReport()
-    while True:
-        due = await storage.due_guilds(to_unix(now), limit)
-        takes: list[Take] = []
-        for guild in due:
-            try:
-                take, missed = take_for(guild, now, grace)
-            except Exception as exc:  # e.g. a zone a tzdata update retired: this server stops, nobody else does
-                log.error("guild %s: its schedule can't be computed (%s %s: %s); paused until /coach setup",
-                          guild.guild_id, guild.time_local, guild.timezone, exc)
-                await storage.break_schedule("round", guild.guild_id, None, "broken_schedule", now)
-                report.broken += 1
-                continue
-            report.missed += missed
-            report.late += int(take.late)
-            takes.append(take)
-        report.due += len(due)
-        report.queued += len(await storage.take_due("round", takes, now))
-        if len(due) < limit:
-            return report
+    async def broken(guild: GuildSettings, exc: Exception) -> None:
+        log.error("guild %s: its schedule can't be computed (%s %s: %s); paused until /coach setup",
+                  guild.guild_id, guild.time_local, guild.timezone, exc)
+        await storage.break_schedule("round", guild.guild_id, None, "broken_schedule", now)
+
+    return await take_in_chunks(storage, "round", now, limit, storage.due_guilds,
+                                lambda guild: take_for(guild, now, grace), broken)
 
 
 def manual_take(guild: GuildSettings, today: date, now: datetime, grace: timedelta) -> Take:
