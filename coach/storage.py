@@ -135,6 +135,19 @@ _CHECKIN_COLS = ("id, guild_id, user_id, local_date, round_id, status, project_i
                  "updated_at")
 
 
+async def _wal(db: aiosqlite.Connection) -> None:
+    """WAL mode. Switching takes a lock without waiting on SQLite's busy handler, so when another process is
+    opening (and migrating) the same file at that moment, wait here, up to the busy timeout."""
+    for attempt in range(50):
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            await asyncio.sleep(0.1)
+
+
 _READ_ONLY = re.compile(r"\s*SELECT\b", re.IGNORECASE)  # statements the read connection may take
 
 
@@ -160,7 +173,7 @@ class Storage:
         reader: aiosqlite.Connection | None = None
         try:
             await db.execute("PRAGMA busy_timeout=5000")  # first: another process may be opening it right now
-            await db.execute("PRAGMA journal_mode=WAL")
+            await _wal(db)
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA synchronous=NORMAL")
             # The one rule for naming a member in public (coach.members), callable from SQL under the same name.
