@@ -35,8 +35,8 @@ from cogs.outbox import Outbox
 log = logging.getLogger("bounce")
 
 COGS = ("cogs.errors", "cogs.admin", "cogs.rounds", "cogs.projects", "cogs.me", "cogs.dm", "cogs.dm_replies",
-        "cogs.nudges", "cogs.lessons", "cogs.lesson_buttons", "cogs.lesson_reading", "cogs.board", "cogs.rewards",
-        "cogs.web")
+        "cogs.nudges", "cogs.lessons", "cogs.lesson_buttons", "cogs.lesson_reading", "cogs.board", "cogs.recap",
+        "cogs.servers", "cogs.rewards", "cogs.web")
 INTENTS = discord.Intents.none()
 INTENTS.guilds = True           # channels, roles, the bot's own member: to check where it can post
 INTENTS.dm_messages = True      # plain-text check-in replies in DMs (no message-content intent needed there)

@@ -1,28 +1,24 @@
-"""/leaderboard, /stats, seasons, the weekly recap, the server export, and the purge of servers that left."""
+"""/leaderboard, /stats, seasons and the server export. (The weekly recap: cogs/recap.py; servers that left:
+cogs/servers.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import logging
-from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from coach import board, checkins, journey, voice
-from coach.clock import from_unix, to_unix
+from coach import board, checkins, journey
+from coach.clock import to_unix
 from coach.errors import Conflict, NotAllowed
 from coach.heatmap import render_heatmap
-from coach.outbox import Job, Sent, Skip
-from coach.rounds import nonce_for
-from coach.storage import Round
 from coach.streaks import checkin_rate
 from coach.text import EMBED_FIELD_VALUE_MAX, cut_block, safe_name, safe_title
-from cogs.common import NO_PINGS, ConfirmButton, confirm_view, confirmable, member_name, reply
-from cogs.outbox import find_in_history, postable_channel
+from cogs.common import ConfirmButton, confirm_view, confirmable, member_name, reply
 from cogs.pages import Pager, register, setup_pages
 
 if TYPE_CHECKING:
@@ -30,8 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bounce.board")
 EXPORT_BATCH = 2000
-PURGE_BATCH = 20
-RECAPS_IN_FLIGHT = 4
 COLOUR = discord.Colour.from_rgb(241, 196, 15)
 
 
@@ -135,7 +129,6 @@ class Board(commands.Cog):
     async def cog_load(self) -> None:
         setup_pages(self.bot)
         self.bot.add_dynamic_items(ConfirmButton)
-        self.bot.outbox.register("recap", self.deliver_recap, find=self.find_recap, in_flight=RECAPS_IN_FLIGHT)
 
     @property
     def storage(self):  # noqa: ANN201
@@ -289,102 +282,6 @@ class Board(commands.Cog):
         rewards = self.bot.get_cog("Rewards")
         if rewards is not None:  # the admins' corrections, in a file of their own
             await rewards.export_corrections(interaction)  # type: ignore[attr-defined]
-
-    # ------------------------------------------------------------------ weekly recap
-
-    async def deliver_recap(self, job: Job) -> Sent:
-        """The weekly recap queued with the first round posted in a week: the week before, summed up."""
-        recap = await self.storage.get_recap(job.ref_id)
-        round_ = await self.storage.get_round(recap.round_id) if recap and recap.round_id else None
-        if recap is None or round_ is None:
-            raise Skip("gone")
-        storage, guild_id = self.storage, recap.guild_id
-        monday = date.fromisoformat(recap.week)
-        sunday = monday + timedelta(days=6)
-        held, answers, active = await storage.week_checkin_stats(
-            guild_id, recap.week, sunday.isoformat(), (monday - timedelta(days=21)).isoformat())
-        if held == 0:
-            raise Skip("empty")
-        channel = postable_channel(self.bot, guild_id, recap.channel_id or round_.channel_id)
-        embed = await self.recap_embed(round_, monday, board.RecapStats(held, answers, active),
-                                       getattr(getattr(channel, "guild", None), "name", "") or "the server")
-        message = await channel.send(embed=embed, allowed_mentions=NO_PINGS, nonce=nonce_for("recap", recap.id))
-        return Sent(message.id, message.channel.id)
-
-    async def find_recap(self, job: Job) -> Sent | None:
-        """Past Discord's nonce window: did an earlier attempt post this recap? (Its title names the week.)"""
-        recap = await self.storage.get_recap(job.ref_id)
-        if recap is None or recap.channel_id is None or job.first_try_at is None or self.bot.user is None:
-            return None
-        title = f"Weekly recap · {board.week_label(date.fromisoformat(recap.week))}"
-        channel = postable_channel(self.bot, recap.guild_id, recap.channel_id)
-        return await find_in_history(channel, self.bot.user.id, from_unix(job.first_try_at),
-                                     lambda m: bool(m.embeds) and m.embeds[0].title == title)
-
-    async def recap_embed(self, round_: Round, monday: date, stats: board.RecapStats, server: str) -> discord.Embed:
-        storage, guild_id = self.storage, round_.guild_id
-        tz = await guild_tz(self.bot, guild_id)
-        # A public post: only members who may be named publicly are named (coach.members); all are counted.
-        finished = await storage.public_finished_projects(
-            guild_id, board.local_midnight(monday, tz), board.local_midnight(monday + timedelta(days=7), tz))
-        candidates = await storage.nameable_members(
-            guild_id, await storage.checkin_users_since(guild_id, (monday - timedelta(days=63)).isoformat()))
-        streaks = await storage.current_streaks(guild_id, candidates)
-        top = board.longest_streaks(streaks)
-        names = await storage.display_names(guild_id, [u for u, _ in top])
-        intro = await voice.say(storage, self.bot.prompts, self.bot.rng, "recap_intro", guild_id=guild_id,
-                                user_id=voice.SERVER, server=safe_name(server, 60), member="", project="", streak=0)
-        embed = discord.Embed(title=f"Weekly recap · {board.week_label(monday)}", description=intro, colour=COLOUR)
-        embed.add_field(name="Rounds held", value=str(stats.rounds))
-        embed.add_field(name="Check-in rate", value=board.recap_rate_line(stats))
-        title, value = board.recap_finished(
-            [board.Finish(p.name, p.display_name, p.user_id) for p in finished.named], finished.total)
-        embed.add_field(name=title, value=value, inline=False)
-        embed.add_field(name="Longest streaks", inline=False, value=board.recap_streaks(top, names))
-        return embed
-
-    # ------------------------------------------------------------------ servers that remove the bot
-
-    @commands.Cog.listener()
-    async def on_guild_remove(self, guild: discord.Guild) -> None:
-        await self.storage.mark_removed(guild.id, self.bot.clock.now())
-        log.info("removed from guild %s; its data will be purged in %s unless I'm added back",
-                 guild.id, board.PURGE_AFTER)
-
-    @commands.Cog.listener()
-    async def on_ready(self) -> None:
-        # Removed while we were offline: no event arrives, but the server is missing from READY. (Servers in an
-        # outage are still listed there, as unavailable.) Marking only starts the 30-day clock; a return clears it.
-        present = {g.id for g in self.bot.guilds}
-        for guild_id in await self.storage.present_guild_ids() - present:
-            await self.storage.mark_removed(guild_id, self.bot.clock.now())
-            log.info("guild %s is gone since my last start; its data will be purged in %s unless I'm added back",
-                     guild_id, board.PURGE_AFTER)
-
-    @commands.Cog.listener()
-    async def on_guild_join(self, guild: discord.Guild) -> None:
-        await self.returned(guild)
-
-    @commands.Cog.listener()
-    async def on_guild_available(self, guild: discord.Guild) -> None:
-        # Also at every start (discord.py dispatches it for each guild in READY): a server re-added while we
-        # were offline is seen here. And GUILD_CREATE with `unavailable: false` arrives as this event too.
-        await self.returned(guild)
-
-    async def returned(self, guild: discord.Guild) -> None:
-        if await self.storage.mark_returned(guild.id):
-            log.info("added back to guild %s; nothing will be purged", guild.id)
-
-    async def run_due(self) -> int:
-        """Purge the data of servers that removed the bot more than PURGE_AFTER ago. Returns how many."""
-        cutoff = to_unix(self.bot.clock.now() - board.PURGE_AFTER)
-        purged = 0
-        for guild_id in await self.storage.due_purges(cutoff, PURGE_BATCH):
-            counts = await self.storage.purge_guild(guild_id, cutoff)
-            if counts is not None:
-                purged += 1
-                log.info("purged guild %s: %s", guild_id, {k: v for k, v in counts.items() if v})
-        return purged
 
 
 async def setup(bot: BounceBot) -> None:
