@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import FakeDiscord, FixedClock, StallMonitor, launch_fake, line, serve_fake, start_bot, stop_bot
+from bench_dm import build_world  # the same server and members, DM channels known
 
 from coach.clock import to_unix
 from coach.storage import Storage
@@ -35,15 +36,6 @@ HERE = str(Path(__file__).resolve())
 
 
 # ----------------------------------------------------------------------------- the loopback Discord side
-
-
-def build_world(fake: FakeDiscord, due: int) -> dict[str, Any]:
-    gid = fake.add_guild("Bench Studio")
-    cid = fake.add_channel(gid, "check-ins")
-    users = [fake.add_member(gid, f"producer{i}") for i in range(due)]
-    return {"guild": gid, "channel": cid, "users": users,
-            "dm_channels": [int(fake.dm_channel(uid)["id"]) for uid in users],
-            "token": fake.token, "api_base": fake.api_base, "gateway_url": fake.gateway_url}
 
 
 def stats(fake: FakeDiscord, since: int) -> dict[str, Any]:

@@ -48,10 +48,14 @@ broken lesson stops the bot at start instead of failing in front of a server.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from coach.text import cut
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LESSONS_DIR = REPO_ROOT / "data" / "lessons"
@@ -306,15 +310,7 @@ def load_lessons(directory: Path = DEFAULT_LESSONS_DIR) -> LessonLibrary:
 
 def parse_track(path: Path) -> Track:
     """Read one ``_track.md``; raise :class:`LessonError` naming the file on any problem."""
-    name = _show(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LessonError(f"{name}: cannot read file ({exc})") from exc
-    try:
-        return _parse_track(text, path)
-    except _Problem as problem:
-        raise LessonError(f"{name}: {problem}") from None
+    return _read(path, _parse_track)
 
 
 def _parse_track(text: str, path: Path) -> Track:
@@ -355,13 +351,17 @@ def _parse_track(text: str, path: Path) -> Track:
 
 def parse_lesson(path: Path) -> Lesson:
     """Read one lesson file; raise :class:`LessonError` naming the file on any problem."""
+    return _read(path, _parse)
+
+
+def _read(path: Path, parse: Callable[[str, Path], T]) -> T:
     name = _show(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise LessonError(f"{name}: cannot read file ({exc})") from exc
     try:
-        return _parse(text, path)
+        return parse(text, path)
     except _Problem as problem:
         raise LessonError(f"{name}: {problem}") from None
 

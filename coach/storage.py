@@ -321,20 +321,6 @@ class Storage:
         )
         return [GuildSettings(*r) for r in rows]
 
-    async def advance_guild(self, guild_id: int, expected_due: int, next_due: int) -> bool:
-        """Compare-and-set the next run: only one process wins a due schedule."""
-        changed = await self.execute(
-            "UPDATE guild_settings SET next_due = ? WHERE guild_id = ? AND next_due = ?",
-            (next_due, guild_id, expected_due),
-        )
-        return changed == 1
-
-    async def record_guild_error(self, guild_id: int, error: str | None, now: datetime) -> None:
-        await self.execute(
-            "UPDATE guild_settings SET last_error = ?, last_error_at = ?, error_told = 0 WHERE guild_id = ?",
-            (error, to_unix(now) if error else None, guild_id),
-        )
-
     async def take_guild_error(self, guild_id: int) -> str | None:
         """The last posting error not yet told to an admin; marks it told."""
         row = await self.fetchone(
@@ -401,14 +387,6 @@ class Storage:
             (guild_id, count),
         )
         return [r[0] for r in rows]
-
-    async def unfinished_claims(self, since: int) -> list[Round]:
-        """Rounds claimed but never confirmed posted (a crash mid-post), newer than `since`."""
-        rows = await self.fetchall(
-            f"SELECT {_ROUND_COLS} FROM rounds WHERE state = 'claimed' AND scheduled_at >= ? ORDER BY scheduled_at",
-            (since,),
-        )
-        return [Round(*r) for r in rows]
 
     async def posted_round_dates(self, guild_id: int, limit: int | None = None) -> list[str]:
         rows = await self.fetchall(
@@ -604,9 +582,10 @@ class Storage:
     }
 
     async def finish_job(self, job: Job, state: str, now: datetime, *, sent: Sent | None = None,
-                         reason: str | None = None) -> bool:
-        """Record the outcome on the outbox row and on the kind's own row, in one transaction.
-        False when the row was finished already (another process took over and finished it)."""
+                         reason: str | None = None) -> int | None:
+        """Record the outcome on the outbox row and on the kind's own row, in one transaction. Returns how many
+        follow-up rows it queued (a round's weekly recap, a recap's weekly roles), or None when the row was
+        finished already (another process took over and finished it)."""
         values = {"ref": job.ref_id, "guild": job.guild_id, "now": to_unix(now), "reason": reason,
                   "message_id": sent.message_id if sent else None, "channel_id": sent.channel_id if sent else None}
         async with self.transaction() as db:
@@ -616,16 +595,17 @@ class Storage:
                 (state, reason, values["now"], job.id),
             ) as cur:
                 if cur.rowcount != 1:
-                    return False
+                    return None
             for sql in self._FINISH_SQL.get((job.kind, state), ()):
                 await db.execute(sql, values)
+            queued = 0
             if job.kind == "round" and state == "done":
-                await self._queue_recap(db, job, values["now"])
+                queued += await self._queue_recap(db, job, values["now"])
             if job.kind == "recap" and state == "done":
-                await self._queue_weekly_roles(db, job, values["now"])
-        return True
+                queued += await self._queue_weekly_roles(db, job, values["now"])
+        return queued
 
-    async def _queue_recap(self, db: aiosqlite.Connection, job: Job, ts: int) -> None:
+    async def _queue_recap(self, db: aiosqlite.Connection, job: Job, ts: int) -> int:
         """With the first round posted in a week, the recap of the week before: queued in the transaction that
         records the round, so it is neither lost nor doubled, and always comes after the round."""
         async with db.execute("SELECT local_date, channel_id FROM rounds WHERE id = ?", (job.ref_id,)) as cur:
@@ -637,18 +617,15 @@ class Storage:
             (job.guild_id, week, channel_id, job.ref_id, ts),
         ) as cur:
             recap = await cur.fetchone()
-        if recap is not None:
-            await self._insert_job(db, "recap", recap[0], job.guild_id, ts, max(job.expires_at, ts + 3600), ts)
+        if recap is None:
+            return 0
+        await self._insert_job(db, "recap", recap[0], job.guild_id, ts, max(job.expires_at, ts + 3600), ts)
+        return 1
 
     async def get_job(self, job_id: int) -> tuple[str, str | None] | None:
         """(state, error) of an outbox row."""
         row = await self.fetchone("SELECT state, error FROM outbox WHERE id = ?", (job_id,))
         return (row[0], row[1]) if row else None
-
-    async def outbox_backlog(self) -> dict[str, int]:
-        """Pending rows per kind (for the operator's summary)."""
-        rows = await self.fetchall("SELECT kind, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY kind")
-        return {r[0]: r[1] for r in rows}
 
     async def break_schedule(self, kind: str, guild_id: int, user_id: int | None, reason: str,
                              now: datetime) -> None:
@@ -1142,39 +1119,20 @@ class Storage:
         )
         return [self.LessonSchedule(*r) for r in rows]
 
-    async def advance_lesson_schedule(self, guild_id: int, expected_due: int, next_due: int) -> bool:
-        """Compare-and-set the next lesson post: only one process wins a due schedule."""
-        return await self.execute(
-            "UPDATE lesson_settings SET next_due = ? WHERE guild_id = ? AND next_due = ?",
-            (next_due, guild_id, expected_due),
-        ) == 1
-
     async def claim_lesson_post(
         self, *, guild_id: int, local_date: str, lesson_id: str, scheduled_at: int, channel_id: int, late: bool,
-        now: datetime, advance: tuple[int, int] | None = None,
+        now: datetime,
     ) -> LessonPost | None:
-        """Insert the post's unique (guild, local date) row; None when it exists already.
-
-        With `advance=(expected_due, next_due)` the schedule's compare-and-set runs in the same transaction
-        first, and nothing is claimed when another process already advanced it.
-        """
-        async with self.transaction() as db:
-            if advance is not None:
-                async with db.execute(
-                    "UPDATE lesson_settings SET next_due = ? WHERE guild_id = ? AND next_due = ?",
-                    (advance[1], guild_id, advance[0]),
-                ) as cur:
-                    if cur.rowcount != 1:
-                        return None
-            async with db.execute(
-                f"""INSERT INTO lesson_posts (guild_id, local_date, lesson_id, scheduled_at, channel_id, late,
-                        created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (guild_id, local_date) DO NOTHING
-                    RETURNING {self._LESSON_POST_COLS}""",
-                (guild_id, local_date, lesson_id, scheduled_at, channel_id, int(late), to_unix(now)),
-            ) as cur:
-                row = await cur.fetchone()
+        """Insert the post's unique (guild, local date) row; None when it exists already (seeding history in
+        tests; scheduled posts are taken through the outbox, `take_due`)."""
+        row = await self.fetchone(
+            f"""INSERT INTO lesson_posts (guild_id, local_date, lesson_id, scheduled_at, channel_id, late,
+                    created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (guild_id, local_date) DO NOTHING
+                RETURNING {self._LESSON_POST_COLS}""",
+            (guild_id, local_date, lesson_id, scheduled_at, channel_id, int(late), to_unix(now)),
+        )
         return _row(self.LessonPost, row)
 
     async def mark_lesson_posted(self, post_id: int, message_id: int, now: datetime) -> None:
@@ -1191,20 +1149,6 @@ class Storage:
                     "UPDATE lesson_settings SET last_error = NULL, last_error_at = NULL, error_told = 0 "
                     "WHERE guild_id = ? AND last_error IS NOT NULL",
                     (row[0],),
-                )
-
-    async def mark_lesson_failed(self, post_id: int, error: str, now: datetime) -> None:
-        """The post could not be made: record why, on the post and for the server's admins (told once)."""
-        async with self.transaction() as db:
-            async with db.execute(
-                "UPDATE lesson_posts SET state = 'failed', error = ? WHERE id = ? RETURNING guild_id",
-                (error, post_id),
-            ) as cur:
-                row = await cur.fetchone()
-            if row is not None:
-                await db.execute(
-                    "UPDATE lesson_settings SET last_error = ?, last_error_at = ?, error_told = 0 WHERE guild_id = ?",
-                    (error, to_unix(now), row[0]),
                 )
 
     async def take_lesson_error(self, guild_id: int) -> tuple[str, int] | None:
@@ -1233,15 +1177,6 @@ class Storage:
         rows = await self.fetchall(
             f"SELECT {self._LESSON_POST_COLS} FROM lesson_posts WHERE guild_id = ? ORDER BY local_date, id",
             (guild_id,),
-        )
-        return [self.LessonPost(*r) for r in rows]
-
-    async def unfinished_lesson_claims(self, since: int) -> list[LessonPost]:
-        """Lesson posts claimed but never confirmed posted (the process stopped mid-post), newer than `since`."""
-        rows = await self.fetchall(
-            f"SELECT {self._LESSON_POST_COLS} FROM lesson_posts WHERE state = 'claimed' AND scheduled_at >= ? "
-            "ORDER BY scheduled_at, id",
-            (since,),
         )
         return [self.LessonPost(*r) for r in rows]
 
@@ -1504,18 +1439,6 @@ class Storage:
 
     async def set_dm_round_target(self, dm_round_id: int, round_id: int) -> None:
         await self.execute("UPDATE dm_rounds SET round_id = ? WHERE id = ?", (round_id, dm_round_id))
-
-    async def mark_dm_sent(self, dm_round_id: int, channel_id: int, message_id: int, now: datetime) -> None:
-        await self.execute(
-            "UPDATE dm_rounds SET state = 'sent', channel_id = ?, message_id = ?, sent_at = ?, error = NULL "
-            "WHERE id = ?",
-            (channel_id, message_id, to_unix(now), dm_round_id),
-        )
-
-    async def mark_dm_unsent(self, dm_round_id: int, state: str, error: str | None) -> None:
-        """A claimed DM round that did not go out: 'answered', 'cancelled' or 'failed', with why."""
-        await self.execute("UPDATE dm_rounds SET state = ?, error = ? WHERE id = ? AND state = 'claimed'",
-                           (state, error, dm_round_id))
 
     async def open_dm_rounds(self, user_id: int, now: int) -> list[tuple[DMRound, bool]]:
         """The member's DM rounds still open for answers (newest per server), each with `answered`: whether the
@@ -1937,15 +1860,6 @@ class Storage:
 
     # ------------------------------------------------------------ board: weekly recap
 
-    async def claim_recap(self, guild_id: int, week: str, state: str, now: datetime) -> int | None:
-        """The unique (server, week) row, inserted before posting: its id, or None if that week is taken."""
-        row = await self.fetchone(
-            "INSERT INTO recaps (guild_id, week, state, created_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (guild_id, week) DO NOTHING RETURNING id",
-            (guild_id, week, state, to_unix(now)),
-        )
-        return row[0] if row else None
-
     @dataclass(frozen=True, slots=True)
     class Recap:
         id: int
@@ -1964,13 +1878,6 @@ class Storage:
     async def has_recap(self, guild_id: int, week: str) -> bool:
         return await self.fetchone("SELECT 1 FROM recaps WHERE guild_id = ? AND week = ?",
                                    (guild_id, week)) is not None
-
-    async def finish_recap(self, recap_id: int, state: str, channel_id: int | None, message_id: int | None,
-                           error: str | None) -> None:
-        await self.execute(
-            "UPDATE recaps SET state = ?, channel_id = ?, message_id = ?, error = ? WHERE id = ?",
-            (state, channel_id, message_id, error, recap_id),
-        )
 
     async def week_checkin_stats(self, guild_id: int, first: str, last: str, active_since: str) -> tuple[int, int, int]:
         """(posted rounds, answers to them, members who answered anything from `active_since` to `last`)."""
@@ -2276,7 +2183,7 @@ class Storage:
                 queued += 1
         return queued
 
-    async def _queue_weekly_roles(self, db: aiosqlite.Connection, job: Job, ts: int) -> None:
+    async def _queue_weekly_roles(self, db: aiosqlite.Connection, job: Job, ts: int) -> int:
         """With the weekly recap posted: the week's top N (check-in, finish and adjusted points; ties go to who got
         there first; only members who may be named publicly) get the weekly role, last week's holders who are not
         among them lose it."""
@@ -2287,7 +2194,7 @@ class Storage:
         ) as cur:
             found = await cur.fetchone()
         if found is None:
-            return
+            return 0
         reward_id, top, week, tz = found
         monday = date.fromisoformat(week)
         start, end = local_midnight(monday, tz), local_midnight(monday + timedelta(days=7), tz)
@@ -2303,8 +2210,8 @@ class Storage:
         async with db.execute("SELECT user_id FROM role_holders WHERE guild_id = ? AND reward_id = ?",
                               (job.guild_id, reward_id)) as cur:
             holders = {r[0] for r in await cur.fetchall()}
-        await self._queue_role_changes(db, job.guild_id, [(reward_id, u) for u in sorted(winners - holders)],
-                                       [(reward_id, u) for u in sorted(holders - winners)], ts)
+        return await self._queue_role_changes(db, job.guild_id, [(reward_id, u) for u in sorted(winners - holders)],
+                                              [(reward_id, u) for u in sorted(holders - winners)], ts)
 
     async def get_role_change(self, change_id: int) -> RoleChange | None:
         row = await self.fetchone("SELECT id, guild_id, user_id, reward_id, role_id, action FROM role_changes "

@@ -253,11 +253,12 @@ class Outbox:
 
     async def _finish(self, job: Job, lane: Lane, state: str, sent: Sent | None, reason: str | None,
                       now: datetime) -> None:
-        if not await self.bot.storage.finish_job(job, state, now, sent=sent, reason=reason):
+        queued = await self.bot.storage.finish_job(job, state, now, sent=sent, reason=reason)
+        if queued is None:
             return  # someone else finished it (a lease taken over): their record stands
         self.counts[f"{job.kind}:{state}"] += 1
-        if state == "done":
-            self.wake()  # what a post queues with it (a round's weekly recap) goes out right after it
+        if queued:
+            self.wake()  # what a post queued with it (a round's weekly recap) goes out right after it
         if lane.after is not None:
             try:
                 await lane.after(job, state, sent, reason)
