@@ -142,13 +142,11 @@ class Outbox:
         """Stop leasing; posts already on their way finish briefly (so they are recorded)."""
         self._closing = True
         tasks = [t for lane in self.lanes.values() for t in ([lane.pump] if lane.pump else []) + lane.workers]
-        pumps = [lane.pump for lane in self.lanes.values() if lane.pump]
-        for task in pumps:
-            task.cancel()
-        busy = [lane for lane in self.lanes.values() if lane.queue.qsize() or lane.queue._unfinished_tasks]  # noqa: SLF001
-        if busy:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*(lane.queue.join() for lane in busy)), 5)
+        for lane in self.lanes.values():
+            if lane.pump is not None:
+                lane.pump.cancel()
+        with contextlib.suppress(TimeoutError):  # join() returns at once for a lane with nothing in hand
+            await asyncio.wait_for(asyncio.gather(*(lane.queue.join() for lane in self.lanes.values())), 5)
         for task in tasks:
             task.cancel()
         for task in tasks:
