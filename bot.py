@@ -167,7 +167,7 @@ class BounceBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         if self.storage is None:
-            self.storage = await Storage.open(self.settings.database_path)
+            self.storage = await Storage.open(self.settings.database)
         for name in COGS:
             await self.load_extension(name)
         await self.outbox.start()
@@ -283,9 +283,9 @@ def main() -> int:
 
 async def _run(bot: BounceBot, settings: Settings) -> int:
     try:  # open and migrate the database before connecting, so a bad database stops us at once
-        bot.storage = await Storage.open(settings.database_path)
+        bot.storage = await Storage.open(settings.database)
     except (DatabaseTooNew, StorageError, OSError, sqlite3.DatabaseError) as exc:
-        print(f"bounce: database {settings.database_path}: {exc}", file=sys.stderr)
+        print(f"bounce: database {settings.database_label}: {exc}", file=sys.stderr)
         return 2
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

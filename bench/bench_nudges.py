@@ -69,22 +69,21 @@ async def fill_database(db: Path, world: dict[str, Any], members: int, due: int)
         rows.append((gid, uid, next_due))
         channel_rows.append((uid, channel, 0))
     store = await Storage.open(db)
-    await store.db.execute("BEGIN")
-    await store.db.execute(
-        "INSERT INTO guild_settings (guild_id, channel_id, time_local, timezone, days, paused, next_due, "
-        "created_at, updated_at) VALUES (?, ?, '20:00', 'Europe/Berlin', 127, 0, ?, 0, 0)",
-        (gid, world["channel"], to_unix(CLOSES)))
-    # The server's round of yesterday is open until today's opens at 20:00.
-    await store.db.execute(
-        "INSERT INTO rounds (guild_id, local_date, scheduled_at, channel_id, message_id, prompt_index, state, "
-        "created_at, posted_at) VALUES (?, '2026-03-01', ?, ?, 1, 0, 'posted', 0, 0)",
-        (gid, to_unix(CLOSES - timedelta(days=1)), world["channel"]))
-    await store.db.executemany(
-        "INSERT INTO nudge_settings (guild_id, user_id, enabled, hours_before, next_due, on_at, created_at, "
-        "updated_at) VALUES (?, ?, 1, 3, ?, 0, 0, 0)", rows)
-    await store.db.executemany("INSERT INTO dm_channels (user_id, channel_id, created_at) VALUES (?, ?, ?)",
-                               channel_rows)
-    await store.db.execute("COMMIT")
+    async with store.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO guild_settings (guild_id, channel_id, time_local, timezone, days, paused, next_due, "
+            "created_at, updated_at) VALUES (?, ?, '20:00', 'Europe/Berlin', 127, 0, ?, 0, 0)",
+            (gid, world["channel"], to_unix(CLOSES)))
+        # The server's round of yesterday is open until today's opens at 20:00.
+        await tx.execute(
+            "INSERT INTO rounds (guild_id, local_date, scheduled_at, channel_id, message_id, prompt_index, state, "
+            "created_at, posted_at) VALUES (?, '2026-03-01', ?, ?, 1, 0, 'posted', 0, 0)",
+            (gid, to_unix(CLOSES - timedelta(days=1)), world["channel"]))
+        await tx.executemany(
+            "INSERT INTO nudge_settings (guild_id, user_id, enabled, hours_before, next_due, on_at, created_at, "
+            "updated_at) VALUES (?, ?, 1, 3, ?, 0, 0, 0)", rows)
+        await tx.executemany("INSERT INTO dm_channels (user_id, channel_id, created_at) VALUES (?, ?, ?)",
+                                   channel_rows)
     await store.close()
 
 

@@ -60,11 +60,12 @@ def stats(fake: FakeDiscord, since: int) -> dict[str, Any]:
 
 async def fill_database(db: Path, channels: list[list[int]]) -> None:
     store = await Storage.open(db)
-    await store.db.executemany(
-        "INSERT INTO guild_settings (guild_id, channel_id, time_local, timezone, days, paused, next_due, "
-        "created_at, updated_at) VALUES (?, ?, '20:00', 'Europe/Berlin', 127, 0, ?, 0, 0)",
-        [(gid, cid, to_unix(MINUTE) + i % 60) for i, (gid, cid) in enumerate(channels)],
-    )
+    async with store.transaction() as tx:
+        await tx.executemany(
+            "INSERT INTO guild_settings (guild_id, channel_id, time_local, timezone, days, paused, next_due, "
+            "created_at, updated_at) VALUES (?, ?, '20:00', 'Europe/Berlin', 127, 0, ?, 0, 0)",
+            [(gid, cid, to_unix(MINUTE) + i % 60) for i, (gid, cid) in enumerate(channels)],
+        )
     await store.close()
 
 

@@ -24,13 +24,13 @@ from coach.errors import BadInput, Conflict, NotAllowed, NotFound
 from coach.outbox import Take, TakeReport, catch_up, take_in_chunks
 from coach.prompts import Prompts
 from coach.schedule import format_days, next_occurrence, parse_days, parse_time, parse_timezone
-from coach.storage import Round, Storage
+from coach.storage import DMRound, DMSchedule, Round, Storage
 from coach.text import ts
 from coach.textparse import ParsedReply
 
 log = logging.getLogger("bounce.dm")
-DMSchedule = Storage.DMSchedule
-DMRound = Storage.DMRound
+DMSchedule = DMSchedule
+DMRound = DMRound
 
 PENDING_SECONDS = 15 * 60      # how long the note of an unclear reply waits for the member's button
 MAX_PICK_SERVERS = 5           # "which server?" with unclear status: one row of three buttons per server

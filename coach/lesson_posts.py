@@ -14,7 +14,7 @@ from coach.journey import tell_unlocks
 from coach.lessons import LessonLibrary
 from coach.outbox import Take, TakeReport, catch_up, take_in_chunks
 from coach.schedule import next_occurrence, parse_time
-from coach.storage import Storage
+from coach.storage import LessonSchedule, Storage
 
 DEFAULT_WEEKDAY = 0  # Monday
 DEFAULT_TIME = "10:00"
@@ -30,7 +30,7 @@ def next_lesson_at(after: datetime, at: time, tz: ZoneInfo, weekday: int) -> dat
     return next_occurrence(after, at, tz, 1 << weekday).due_utc
 
 
-def take_for(schedule: Storage.LessonSchedule, now: datetime, grace: timedelta, lesson_id: str) -> tuple[Take, int]:
+def take_for(schedule: LessonSchedule, now: datetime, grace: timedelta, lesson_id: str) -> tuple[Take, int]:
     """The take of one due lesson schedule (raises when it can't be computed) and how many posts it skips:
     after an outage of any length, the latest lesson time still inside `grace` posts once."""
     assert schedule.next_due is not None
@@ -54,7 +54,7 @@ async def take_due(storage: Storage, now: datetime, grace: timedelta,
     """Take every due lesson schedule into the outbox; `next_lesson(guild_id)` names the lesson it posts."""
     lessons: dict[int, str | Exception] = {}
 
-    async def due(until: int, count: int) -> list[Storage.LessonSchedule]:
+    async def due(until: int, count: int) -> list[LessonSchedule]:
         schedules = await storage.due_lesson_schedules(until, count)
         for schedule in schedules:  # read before the chunk's transaction
             try:
@@ -63,13 +63,13 @@ async def take_due(storage: Storage, now: datetime, grace: timedelta,
                 lessons[schedule.guild_id] = exc
         return schedules
 
-    def plan(schedule: Storage.LessonSchedule) -> tuple[Take, int]:
+    def plan(schedule: LessonSchedule) -> tuple[Take, int]:
         lesson = lessons[schedule.guild_id]
         if isinstance(lesson, Exception):
             raise lesson
         return take_for(schedule, now, grace, lesson)
 
-    async def broken(schedule: Storage.LessonSchedule, exc: Exception) -> None:
+    async def broken(schedule: LessonSchedule, exc: Exception) -> None:
         log.error("guild %s: its lesson schedule can't be computed (%s); stopped until /coach lessons",
                   schedule.guild_id, exc)
         await storage.break_schedule("lesson", schedule.guild_id, None, "broken_schedule", now)

@@ -20,13 +20,13 @@ from coach.clock import from_unix, to_unix
 from coach.errors import BadInput
 from coach.outbox import LATE_AFTER, TakeReport
 from coach.schedule import next_occurrence, parse_time
-from coach.storage import Storage
+from coach.storage import Nudge, NudgeCheck, NudgeTake, Storage
 from coach.text import ts
 
 log = logging.getLogger("bounce.nudges")
-NudgeCheck = Storage.NudgeCheck
-Nudge = Storage.Nudge
-NudgeTake = Storage.NudgeTake
+NudgeCheck = NudgeCheck
+Nudge = Nudge
+NudgeTake = NudgeTake
 
 HOURS_DEFAULT = 3
 HOURS_MIN, HOURS_MAX = 1, 12       # at most half a day: with daily rounds, never before the round opens

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -57,8 +58,8 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _db(cls, value: str) -> str:
-        if not value.startswith("sqlite:///"):
-            raise ValueError("only SQLite is supported: sqlite:///path/to/file.sqlite3")
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///path/to/file.sqlite3 or postgresql://user:password@host:5432/db")
         return value
 
     @field_validator("discord_api_base", "discord_gateway_url")
@@ -86,10 +87,19 @@ class Settings(BaseSettings):
         return self.instance_id or socket.gethostname()
 
     @property
-    def database_path(self) -> Path:
-        raw = self.database_url.removeprefix("sqlite:///")
-        path = Path(raw)
+    def database(self) -> Path | str:
+        """What Storage.open takes: the SQLite file's path (relative to the project), or the PostgreSQL URL."""
+        if not self.database_url.startswith("sqlite:///"):
+            return self.database_url
+        path = Path(self.database_url.removeprefix("sqlite:///"))
         return path if path.is_absolute() else ROOT / path
+
+    @property
+    def database_label(self) -> str:
+        """The database for messages: the file, or the URL without its password."""
+        if isinstance(self.database, Path):
+            return str(self.database)
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", self.database_url)
 
 
 def load_settings(**overrides: object) -> Settings:

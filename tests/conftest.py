@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from bot import BounceBot
 from coach.clock import FixedClock
 from coach.settings import Settings
+from tests.databases import database_url, drop_created, on_postgres
 from tests.fakediscord.fixtures import fake_discord, run_client, stop_client  # noqa: F401
 from tests.fakediscord.server import FakeDiscord
 
@@ -44,7 +46,7 @@ class Harness:
     def settings(self, **overrides: object) -> Settings:
         values: dict[str, object] = {
             "discord_token": self.fake.token,
-            "database_url": f"sqlite:///{self.db_path}",
+            "database_url": database_url(self.db_path),
             "discord_api_base": self.fake.api_base,
             "discord_gateway_url": self.fake.gateway_url,
         }
@@ -102,6 +104,14 @@ def make_studio(fake: FakeDiscord, name: str = "Night Owls Studio") -> Studio:
     alice = fake.add_member(guild, "Alice")
     bob = fake.add_member(guild, "Bob")
     return Studio(guild, channel, admin, alice, bob)
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """On PostgreSQL, each test's databases go when it ends."""
+    yield
+    if on_postgres():
+        drop_created()
 
 
 @pytest_asyncio.fixture

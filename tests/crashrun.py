@@ -23,6 +23,7 @@ from pathlib import Path
 from coach.clock import to_unix
 from coach.schedule import EVERY_DAY
 from coach.storage import Storage
+from tests.databases import database, database_url
 from tests.fakediscord.server import FakeDiscord
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +59,7 @@ async def build(fake: FakeDiscord, db_path: Path, servers: int, dm_members: int)
     world = World()
     now = datetime.now(UTC)
     due = (now - timedelta(seconds=60)).replace(second=0, microsecond=0)
-    store = await Storage.open(db_path)
+    store = await Storage.open(database(db_path))
     try:
         for i in range(servers):
             guild = fake.add_guild(f"Studio {i}")
@@ -119,7 +120,7 @@ async def drill(fake: FakeDiscord, db_path: Path, world: World, *, kills: int, s
     started = time.monotonic()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_", "BOUNCE_"))}
     base_env.update(DISCORD_TOKEN=fake.token, DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url,
-                    DATABASE_URL=f"sqlite:///{db_path}", LOG_LEVEL="INFO", SEND_BUDGET_PER_SECOND=str(budget),
+                    DATABASE_URL=database_url(db_path), LOG_LEVEL="INFO", SEND_BUDGET_PER_SECOND=str(budget),
                     TICK_SECONDS="2", INSTANCE_ID="crash-drill", OUTBOX_LEASE_SECONDS="5")
     run = 0
     while True:

@@ -21,6 +21,7 @@ from coach.heatmap import CELL, COLORS, cell_origin, grid_start
 from coach.storage import Storage
 from coach.streaks import RoundDay
 from tests.conftest import Harness, eventually
+from tests.databases import database
 from tests.fakediscord.server import FakeDiscordError
 
 MON = date(2026, 3, 2)  # the harness clock's Monday
@@ -209,7 +210,7 @@ def test_forget_summary() -> None:
 async def test_bulk_streaks_match_compute_streak(tmp_path: Path) -> None:
     """The leaderboard's one-query streaks agree with coach.streaks on random histories: missed rounds,
     rounds never posted, away periods, answers on days without a round, the open round."""
-    storage = await Storage.open(tmp_path / "s.sqlite3")
+    storage = await Storage.open(database(tmp_path / "s.sqlite3"))
     rng = random.Random(7)
     try:
         for trial in range(6):
@@ -246,7 +247,7 @@ async def test_bulk_streaks_match_compute_streak(tmp_path: Path) -> None:
 
 async def test_running_totals_equal_the_ledger(tmp_path: Path) -> None:
     """All time, seasons, and the lazily made week/month periods: what the triggers keep equals the ledger."""
-    storage = await Storage.open(tmp_path / "t.sqlite3")
+    storage = await Storage.open(database(tmp_path / "t.sqlite3"))
     try:
         g, other = 42, 43
         for i in range(10):
@@ -711,12 +712,10 @@ async def seed_two_servers(h: Harness) -> tuple[int, int]:
     await storage.create_project(other, alice, "Other EP", None, noon(MON))
     await storage.set_away(other, alice, "2026-03-10", "2026-03-12")
     for guild in (g, other):
-        if await storage.fetchone("SELECT 1 FROM sqlite_master WHERE name = 'reflections'"):
-            await storage.execute("INSERT INTO reflections (guild_id, user_id, lesson_id, body, created_at, "
-                                  "updated_at) VALUES (?, ?, 'lesson-1', 'thoughts', 0, 0)", (guild, alice))
-        if await storage.fetchone("SELECT 1 FROM sqlite_master WHERE name = 'dm_schedules'"):
-            await storage.execute("INSERT INTO dm_schedules (guild_id, user_id, time_local, timezone, days, "
-                                  "created_at, updated_at) VALUES (?, ?, '20:00', 'UTC', 127, 0, 0)", (guild, alice))
+        await storage.execute("INSERT INTO reflections (guild_id, user_id, lesson_id, body, created_at, "
+                              "updated_at) VALUES (?, ?, 'lesson-1', 'thoughts', 0, 0)", (guild, alice))
+        await storage.execute("INSERT INTO dm_schedules (guild_id, user_id, time_local, timezone, days, "
+                              "created_at, updated_at) VALUES (?, ?, '20:00', 'UTC', 127, 0, 0)", (guild, alice))
     return g, other
 
 
@@ -806,9 +805,8 @@ async def test_me_forget_deletes_exactly_my_rows_here(running: Harness) -> None:
     g, other = await seed_two_servers(running)
     storage = running.bot.storage
     alice, bob = running.studio.alice, running.studio.bob
-    tables = [t for t in ("checkins", "projects", "points", "members", "away_periods", "reflections",
-                          "dm_schedules", "board_totals")
-              if await storage.fetchone("SELECT 1 FROM sqlite_master WHERE name = ?", (t,))]
+    tables = ["checkins", "projects", "points", "members", "away_periods", "reflections", "dm_schedules",
+              "board_totals"]
 
     async def snapshot() -> dict[tuple[str, int, int], int]:
         return {(t, gid, uid): await count_rows(storage, t, gid, uid)

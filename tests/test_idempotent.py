@@ -14,6 +14,7 @@ from coach import projects
 from coach.errors import Conflict
 from coach.storage import Storage, migrations
 from tests.conftest import Harness, eventually
+from tests.databases import database, sqlite_only
 from tests.test_rounds import buttons, posted_round
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -75,7 +76,7 @@ async def test_project_start_and_finish_submitted_twice_at_once(running: Harness
 
 
 async def test_racing_creates_of_one_project_get_the_one_row(tmp_path: Path) -> None:
-    storage = await Storage.open(tmp_path / "s.sqlite3")
+    storage = await Storage.open(database(tmp_path / "s.sqlite3"))
     try:
         results = await asyncio.gather(*(storage.create_or_get_project(1, 2, "Night Drive EP", None, NOW)
                                          for _ in range(5)))
@@ -86,6 +87,7 @@ async def test_racing_creates_of_one_project_get_the_one_row(tmp_path: Path) -> 
         await storage.close()
 
 
+@sqlite_only
 async def test_finish_and_its_points_are_one_transaction(tmp_path: Path) -> None:
     storage = await Storage.open(tmp_path / "s.sqlite3")
     try:
@@ -106,6 +108,7 @@ async def test_finish_and_its_points_are_one_transaction(tmp_path: Path) -> None
         await storage.close()
 
 
+@sqlite_only
 async def test_two_processes_opening_a_fresh_database_migrate_it_once(tmp_path: Path) -> None:
     for attempt in range(3):  # a few rounds: the race is real (two connections, two threads)
         path = tmp_path / f"fresh{attempt}.sqlite3"

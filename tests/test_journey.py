@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from coach import journey
 from coach.lessons import DEFAULT_LESSONS_DIR, LessonError, load_lessons
 from coach.storage import Storage
 from tests.conftest import Harness
+from tests.databases import sqlite_only
 from tests.test_lessons import lesson_text, write
 from tests.test_lessons_cog import TUE, at, configure, lesson_posts, reflect_via_command, weekly
 
@@ -253,6 +255,7 @@ async def test_renaming_the_last_posted_lesson_does_not_restart_the_track(harnes
 # ----------------------------------------------------------------------------- storage: the ledger learns 'exercise'
 
 
+@sqlite_only
 async def test_migration_keeps_the_ledger_and_depth_counts_exercises(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
@@ -267,7 +270,8 @@ async def test_migration_keeps_the_ledger_and_depth_counts_exercises(tmp_path: P
     storage = await Storage.open(path, migrations_dir=old)
     await storage.award(1, 2, "reflection", 2, "core-01-ambition", now)
     await storage.award(1, 2, "checkin", 1, "2026-03-01", now)
-    assert not await storage.award(1, 2, "exercise", 1, "core-01-ambition", now)  # the old CHECK refuses it
+    with pytest.raises(sqlite3.IntegrityError):  # the old CHECK refuses it
+        await storage.award(1, 2, "exercise", 1, "core-01-ambition", now)
     await storage.close()
     storage = await Storage.open(path)
     try:

@@ -11,7 +11,7 @@ from coach.clock import to_unix
 from coach.errors import BadInput
 from coach.lesson_posts import REFLECTION_MAX, clean_reflection, next_lesson_at, take_for
 from coach.lessons import load_lessons
-from coach.storage import Storage
+from coach.storage import LessonSchedule, Storage
 from coach.text import (
     EMBED_DESCRIPTION_MAX,
     EMBED_FIELD_VALUE_MAX,
@@ -21,6 +21,7 @@ from coach.text import (
 )
 from cogs.lessons import lesson_embed
 from tests.conftest import Harness
+from tests.databases import database
 from tests.fakediscord.server import FakeDiscordError
 
 LIBRARY = load_lessons()
@@ -129,7 +130,7 @@ def test_clean_reflection() -> None:
 
 
 def test_lesson_due_grace_and_lateness() -> None:
-    schedule = Storage.LessonSchedule(1, 2, 1, "09:00", "Europe/Berlin", to_unix(utc(2026, 3, 3, 8)),
+    schedule = LessonSchedule(1, 2, 1, "09:00", "Europe/Berlin", to_unix(utc(2026, 3, 3, 8)),
                                       None, None, False)
     on_time, _ = take_for(schedule, utc(2026, 3, 3, 8, 0, 30), timedelta(hours=3), "x")
     assert on_time.local_date and not on_time.late and on_time.next_due == to_unix(utc(2026, 3, 10, 8))
@@ -455,8 +456,8 @@ async def test_reflect_bad_inputs_change_nothing(running: Harness) -> None:
 
 async def test_two_processes_claim_a_due_lesson_once(tmp_path) -> None:  # noqa: ANN001
     now = utc(2026, 3, 3, 9)
-    first = await Storage.open(tmp_path / "shared.sqlite3")
-    second = await Storage.open(tmp_path / "shared.sqlite3")
+    first = await Storage.open(database(tmp_path / "shared.sqlite3"))
+    second = await Storage.open(database(tmp_path / "shared.sqlite3"))
     try:
         await first.set_lesson_schedule(guild_id=1, channel_id=2, weekday=1, time_local="09:00", timezone="UTC",
                                         next_due=to_unix(now), now=now)

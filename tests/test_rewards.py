@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from coach.clock import to_unix
+from coach.storage import RoleReward
 from tests.conftest import Harness
+from tests.databases import sqlite_only
 from tests.fakediscord.server import FakeDiscordError
 from tests.fakediscord.world import BOT_ROLE_DEFAULT, MANAGE_ROLES
 from tests.test_board import MON, answer_now, checkin, noon, posted_round, setup_server, utc
@@ -366,10 +369,9 @@ async def test_the_weekly_role_rotates_with_the_recap(running: Harness) -> None:
 
 def test_role_changes_rule() -> None:
     from coach.rewards import role_changes
-    from coach.storage import Storage
 
-    def reward(id_: int, kind: str, threshold: int, keep: bool = False) -> Storage.RoleReward:
-        return Storage.RoleReward(id_, 1, kind, threshold, 100 + id_, keep, None, None)
+    def reward(id_: int, kind: str, threshold: int, keep: bool = False) -> RoleReward:
+        return RoleReward(id_, 1, kind, threshold, 100 + id_, keep, None, None)
 
     items = [reward(1, "streak", 3), reward(2, "streak", 3, keep=True), reward(3, "depth", 5),
              reward(4, "weekly", 1)]
@@ -431,6 +433,7 @@ async def test_manage_roles_taken_away_shows_in_coach_show_until_it_is_back(runn
     assert "No role rewards yet" in await text_of(running, admin, "coach rewards list")
 
 
+@sqlite_only
 async def test_migration_011_keeps_the_ledger_and_its_triggers(tmp_path) -> None:  # noqa: ANN001
     from coach.storage import Storage, migrations
 
@@ -445,7 +448,8 @@ async def test_migration_011_keeps_the_ledger_and_its_triggers(tmp_path) -> None
     await checkin(storage, 1, 2, MON)
     await storage.award(1, 2, "reflection", 2, "core-01-ambition", now)
     ids = await storage.fetchall("SELECT id, kind FROM points ORDER BY id")
-    assert not await storage.award(1, 2, "adjust", 3, "c1", now)  # the old CHECK refuses it
+    with pytest.raises(sqlite3.IntegrityError):  # the old CHECK refuses it
+        await storage.award(1, 2, "adjust", 3, "c1", now)
     await storage.close()
     storage = await Storage.open(path)
     try:

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from coach.storage import DatabaseTooNew, Storage, migrations
+from tests.databases import database, sqlite_only
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
 
+@sqlite_only
 async def test_migrations_apply_in_order_and_are_recorded(tmp_path: Path) -> None:
     store = await Storage.open(tmp_path / "b.sqlite3")
     try:
@@ -34,6 +36,7 @@ async def test_migrations_apply_in_order_and_are_recorded(tmp_path: Path) -> Non
     await again.close()
 
 
+@sqlite_only
 async def test_database_newer_than_code_refuses(tmp_path: Path) -> None:
     db = tmp_path / "b.sqlite3"
     await (await Storage.open(db)).close()
@@ -46,6 +49,7 @@ async def test_database_newer_than_code_refuses(tmp_path: Path) -> None:
 OFFLINE = {"DISCORD_API_BASE": "http://127.0.0.1:9/api/v10", "DISCORD_GATEWAY_URL": "ws://127.0.0.1:9/"}
 
 
+@sqlite_only
 def test_bot_refuses_a_newer_database_with_one_line(tmp_path: Path) -> None:
     db = tmp_path / "future.sqlite3"
     with sqlite3.connect(db) as conn:
@@ -71,7 +75,7 @@ def test_malformed_setting_exits_2_naming_it(tmp_path: Path) -> None:
 
 
 async def test_checkin_upsert_gives_one_point_per_date(tmp_path: Path) -> None:
-    store = await Storage.open(tmp_path / "b.sqlite3")
+    store = await Storage.open(database(tmp_path / "b.sqlite3"))
     try:
         for status in ("finished", "unfinished", "skipped"):
             await store.upsert_checkin(guild_id=1, user_id=2, local_date="2026-03-02", round_id=None, status=status,
@@ -104,7 +108,7 @@ def test_broken_prompt_file_stops_the_bot_at_start(tmp_path: Path) -> None:
 async def test_a_rolled_back_transaction_never_takes_a_concurrent_write_with_it(tmp_path: Path) -> None:
     import asyncio
 
-    store = await Storage.open(tmp_path / "b.sqlite3")
+    store = await Storage.open(database(tmp_path / "b.sqlite3"))
     opened = asyncio.Event()
 
     async def failing_transaction() -> None:

@@ -41,6 +41,7 @@ from coach.errors import Conflict, NotFound
 from coach.prompts import load_prompts
 from coach.storage import Round, Storage
 from coach.streaks import RoundDay, StreakResult, compute_streak
+from tests.databases import database
 
 ZONES = ("UTC", "Europe/Berlin", "America/Los_Angeles", "Asia/Tokyo", "Pacific/Auckland", "America/St_Johns")
 STARTS = (date(2026, 3, 4), date(2026, 3, 25), date(2026, 10, 21), date(2026, 12, 27))  # DST and year ends
@@ -112,7 +113,7 @@ def shared_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("streaks") / "bounce.sqlite3"
 
     async def migrate() -> None:
-        await (await Storage.open(path)).close()
+        await (await Storage.open(database(path))).close()
 
     asyncio.run(migrate())
     return path
@@ -139,7 +140,7 @@ class Play:
         return (self.h.start + timedelta(days=offset)).isoformat()
 
     async def run(self, path: Path) -> None:
-        self.storage = await Storage.open(path)
+        self.storage = await Storage.open(database(path))
         try:
             await self.play()
         finally:

@@ -16,6 +16,7 @@ from coach.checkins import History
 from coach.prompts import Prompts, load_prompts
 from coach.storage import Storage
 from tests.conftest import Harness
+from tests.databases import database
 
 GUILD = 77
 START = date(2026, 1, 5)
@@ -116,7 +117,7 @@ def assert_rotation(sequence: list[int], size: int, what: str) -> None:
 
 
 async def test_ninety_days_of_answers_with_restarts(tmp_path: Path) -> None:
-    path = tmp_path / "voice.sqlite3"
+    path = database(tmp_path / "voice.sqlite3")
     storage = await Storage.open(path)
     prompts = load_prompts()
     rng = random.Random(1)
@@ -219,7 +220,7 @@ async def test_ninety_days_of_answers_with_restarts(tmp_path: Path) -> None:
 
 
 async def test_two_processes_share_one_rotation(tmp_path: Path) -> None:
-    path = tmp_path / "shared.sqlite3"
+    path = database(tmp_path / "shared.sqlite3")
     one, two = await Storage.open(path), await Storage.open(path)
     prompts = load_prompts()
     lines = prompts.replies["unfinished"]

@@ -13,6 +13,7 @@ import pytest
 from coach import metrics, webpage
 from coach.clock import to_unix
 from tests.conftest import Harness, eventually
+from tests.databases import database, sqlite_only
 from tests.fakediscord import FakeDiscordError
 from tests.web_support import MALLORY, base_url, build_community, get, page_on, web
 
@@ -71,7 +72,7 @@ async def test_board_top_keeps_ties_at_the_cut_and_leaves_out_members_off_the_pa
 
     from coach.storage import Storage
 
-    store = await Storage.open(tmp_path / "b.sqlite3")
+    store = await Storage.open(database(tmp_path / "b.sqlite3"))
     now = datetime(2026, 3, 2, 12, tzinfo=UTC)
     try:
         for user, points in ((1, 9), (2, 7), (3, 7), (4, 7), (5, 2), (6, 4)):
@@ -255,6 +256,7 @@ async def test_heatmap_counts_follow_answers_edits_and_the_purge(harness: Harnes
 # ----------------------------------------------------------------------------- health
 
 
+@sqlite_only
 async def test_healthz_turns_503_when_the_database_is_gone_and_200_after(harness: Harness) -> None:
     bot = await harness.start(web_port=0)
     health = base_url(bot) + "/healthz"
