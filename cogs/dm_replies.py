@@ -23,7 +23,8 @@ from coach.errors import BounceError
 from coach.text import CONTENT_MAX, cut, cut_block, safe_name, safe_title
 from coach.textparse import parse_reply
 from cogs.common import NO_PINGS, Repeats, bot_of, guarded, member_name, orphaned_form, reply, stateless
-from cogs.rounds import CODE_OF, CODES, AnswerForm, status_button
+from cogs.round_posts import CODE_OF, CODES, status_button
+from cogs.rounds import AnswerForm
 
 if TYPE_CHECKING:
     from bot import BounceBot
