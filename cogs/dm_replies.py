@@ -2,8 +2,7 @@
 cogs/dm_buttons.py).
 
 Every answer counts for the server's open round (one calendar, see coach/dm.py `answer`). A burst of DM
-messages from one member gets one answer, to the latest of them: a message waits a moment in case another
-follows, and a message that arrives while the last one is being answered is answered right after.
+messages from one member gets one answer, to the latest of them (coach/bursts.py).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import discord
 from discord.ext import commands
 
 from coach import dm
+from coach.bursts import Bursts
 from coach.checkins import STATUS_LABELS
 from coach.clock import to_unix
 from coach.errors import BounceError
@@ -38,10 +38,9 @@ MAX_WAIT_SECONDS = 6.0   # ... but never later than this after the burst began
 class DMReplies(commands.Cog):
     def __init__(self, bot: BounceBot) -> None:
         self.bot = bot
-        self.settle_seconds = SETTLE_SECONDS
-        self._latest: dict[int, discord.Message] = {}   # per member: the newest DM not answered yet
-        self._heard: dict[int, float] = {}              # per member: when it arrived (loop time)
-        self._answering: dict[int, asyncio.Task[None]] = {}  # per member: the one task answering their DMs
+        self.bursts: Bursts[int, discord.Message] = Bursts(
+            self._answer_message, settle_seconds=SETTLE_SECONDS, max_wait_seconds=MAX_WAIT_SECONDS,
+            name="DMs of user")
         self._inflight: set[asyncio.Task[None]] = set()
         self.repeats = Repeats()
 
@@ -53,17 +52,26 @@ class DMReplies(commands.Cog):
         self.bot.add_dynamic_items(DMAnswerButton, DMPickButton)
 
     async def cog_unload(self) -> None:
-        tasks = list(self._answering.values()) + list(self._inflight)
+        await self.bursts.close()
+        tasks = list(self._inflight)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    @property
+    def settle_seconds(self) -> float:
+        """How long a member must be quiet before their DM is answered (tests shorten it)."""
+        return self.bursts.settle_seconds
+
+    @settle_seconds.setter
+    def settle_seconds(self, value: float) -> None:
+        self.bursts.settle_seconds = value
+
     async def settled(self) -> None:
         """Wait until every DM received so far has been answered (tests)."""
-        while self._answering:
-            await asyncio.wait(set(self._answering.values()))
+        await self.bursts.settled()
 
     # ------------------------------------------------------------------ answering by button
 
@@ -152,32 +160,7 @@ class DMReplies(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         if message.guild is not None or message.author.bot or message.author.id == getattr(self.bot.user, "id", 0):
             return
-        user_id = message.author.id
-        self._latest[user_id] = message  # a newer message replaces one still waiting: one answer per burst
-        self._heard[user_id] = asyncio.get_running_loop().time()
-        if user_id not in self._answering:
-            task = asyncio.create_task(self._answer_burst(user_id), name=f"bounce-dm-reply-{user_id}")
-            self._answering[user_id] = task
-
-    async def _answer_burst(self, user_id: int) -> None:
-        """Answer the member's latest DM once they have paused; again if more arrived while answering."""
-        loop = asyncio.get_running_loop()
-        try:
-            while user_id in self._latest:
-                latest_by = loop.time() + MAX_WAIT_SECONDS
-                while True:  # wait for a pause: each new message pushes the answer back, up to latest_by
-                    until = min(self._heard[user_id] + self.settle_seconds, latest_by)
-                    if until <= loop.time():
-                        break
-                    await asyncio.sleep(until - loop.time())
-                message = self._latest.pop(user_id)
-                await self._answer_message(message)
-        except Exception:
-            log.exception("answering the DMs of user %s failed", user_id)
-        finally:
-            self._answering.pop(user_id, None)
-            if user_id not in self._latest:
-                self._heard.pop(user_id, None)
+        self.bursts.heard(message.author.id, message)
 
     async def _answer_message(self, message: discord.Message) -> None:
         try:
