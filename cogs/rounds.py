@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("bounce.rounds")
 TALLY_MEMORY = 1024  # rounds whose last tally edit time is remembered
 TALLY_DELAY = 3.0
-
-
 MODAL_ID = re.compile(r"bounce:m:(?P<round>\d+):(?P<code>[fus]):\d+")
 
 
