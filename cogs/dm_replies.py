@@ -1,8 +1,8 @@
-"""Answering a DM check-in: its buttons and form, the "which server?" buttons, and plain-text replies.
+"""Answering a DM check-in: what its buttons and form log, and plain-text replies (their buttons and form are
+cogs/dm_buttons.py).
 
 Every answer counts for the server's open round (one calendar, see coach/dm.py `answer`). A burst of DM
-messages from one member gets one answer, to the latest of them: a message waits a moment in case another
-follows, and a message that arrives while the last one is being answered is answered right after.
+messages from one member gets one answer, to the latest of them (coach/bursts.py).
 """
 
 from __future__ import annotations
@@ -10,20 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
 
 from coach import dm
+from coach.bursts import Bursts
 from coach.checkins import STATUS_LABELS
 from coach.clock import to_unix
 from coach.errors import BounceError
 from coach.text import CONTENT_MAX, cut, cut_block, safe_name, safe_title
 from coach.textparse import parse_reply
-from cogs.common import NO_PINGS, Repeats, bot_of, guarded, member_name, orphaned_form, reply, stateless
-from cogs.rounds import CODE_OF, CODES, AnswerForm, status_button
+from cogs.common import NO_PINGS, Repeats, guarded, member_name, orphaned_form, reply, stateless
+from cogs.dm_buttons import MODAL_ID, DMAnswerButton, DMAnswerForm, DMPickButton, round_view
+from cogs.round_posts import CODES
 
 if TYPE_CHECKING:
     from bot import BounceBot
@@ -32,84 +33,14 @@ log = logging.getLogger("bounce.dm")
 
 SETTLE_SECONDS = 1.5     # a DM is answered once the member has been quiet this long (a burst gets one answer)
 MAX_WAIT_SECONDS = 6.0   # ... but never later than this after the burst began
-MODAL_ID = re.compile(r"bounce:dm(?P<open>o?):(?P<round>\d+):(?P<code>[fus]):\d+")
-
-
-class DMAnswerButton(discord.ui.DynamicItem[discord.ui.Button],
-                     template=r"bounce:d(?P<open>o?):(?P<round>\d+):(?P<code>[fus])"):
-    """Finished / Unfinished / Skipped: opens the same short form as the channel round. Under a DM round the
-    buttons name the round it was sent for (closed once a newer one opens, like the channel's); under a
-    question about a plain-text reply (`open_round`) they answer the server's open round, as the reply did."""
-
-    def __init__(self, dm_round_id: int, status: str, label: str | None = None, open_round: bool = False) -> None:
-        kind = "do" if open_round else "d"
-        super().__init__(status_button(f"bounce:{kind}:{dm_round_id}", status, label=label))
-        self.dm_round_id, self.status, self.open_round = dm_round_id, status, open_round
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
-        return cls(int(match["round"]), CODES[match["code"]], open_round=bool(match["open"]))
-
-    @guarded
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await cog_of(interaction).open_form(interaction, self.dm_round_id, self.status, names_round=not self.open_round)
-
-
-class DMPickButton(discord.ui.DynamicItem[discord.ui.Button], template=r"bounce:dp:(?P<round>\d+):(?P<code>[fus])"):
-    """A reply's server, when the status was clear: logs it at once with the reply's note."""
-
-    def __init__(self, dm_round_id: int, status: str, label: str = "") -> None:
-        super().__init__(status_button(f"bounce:dp:{dm_round_id}", status, label=label or None,
-                                       style=discord.ButtonStyle.primary))
-        self.dm_round_id = dm_round_id
-        self.status = status
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any):  # noqa: ANN206
-        return cls(int(match["round"]), CODES[match["code"]])
-
-    @guarded
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await cog_of(interaction).pick(interaction, self.dm_round_id, self.status)
-
-
-class DMAnswerForm(AnswerForm):
-    """The channel round's form (project + note), answering a DM round; a pending reply's note prefilled."""
-
-    def __init__(self, cog: DMReplies, dm_round_id: int, status: str, project: str | None, note: str | None,
-                 user_id: int, names_round: bool) -> None:
-        super().__init__(cog, dm_round_id, status, project, user_id)  # type: ignore[arg-type]
-        self.dm_cog, self.names_round = cog, names_round
-        self.custom_id = f"bounce:dm{'' if names_round else 'o'}:{dm_round_id}:{CODE_OF[status]}:{user_id}"
-        if note:
-            self.note.default = note[: self.note.max_length or len(note)]
-
-    @guarded
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await self.dm_cog.record(interaction, self.round_id, self.status, self.project.value, self.note.value,
-                                 names_round=self.names_round)
-
-
-def cog_of(interaction: discord.Interaction) -> DMReplies:
-    return bot_of(interaction).get_cog("DMReplies")  # type: ignore[return-value]
-
-
-def round_view(dm_round_id: int, open_round: bool = False) -> discord.ui.View:
-    """The three answer buttons under a DM round (the sender in cogs/dm.py uses it too), or under a question
-    about a plain-text reply (`open_round`)."""
-    view = discord.ui.View(timeout=None)
-    for status in STATUS_LABELS:
-        view.add_item(DMAnswerButton(dm_round_id, status, open_round=open_round))
-    return stateless(view)
 
 
 class DMReplies(commands.Cog):
     def __init__(self, bot: BounceBot) -> None:
         self.bot = bot
-        self.settle_seconds = SETTLE_SECONDS
-        self._latest: dict[int, discord.Message] = {}   # per member: the newest DM not answered yet
-        self._heard: dict[int, float] = {}              # per member: when it arrived (loop time)
-        self._answering: dict[int, asyncio.Task[None]] = {}  # per member: the one task answering their DMs
+        self.bursts: Bursts[int, discord.Message] = Bursts(
+            self._answer_message, settle_seconds=SETTLE_SECONDS, max_wait_seconds=MAX_WAIT_SECONDS,
+            name="DMs of user")
         self._inflight: set[asyncio.Task[None]] = set()
         self.repeats = Repeats()
 
@@ -121,17 +52,26 @@ class DMReplies(commands.Cog):
         self.bot.add_dynamic_items(DMAnswerButton, DMPickButton)
 
     async def cog_unload(self) -> None:
-        tasks = list(self._answering.values()) + list(self._inflight)
+        await self.bursts.close()
+        tasks = list(self._inflight)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    @property
+    def settle_seconds(self) -> float:
+        """How long a member must be quiet before their DM is answered (tests shorten it)."""
+        return self.bursts.settle_seconds
+
+    @settle_seconds.setter
+    def settle_seconds(self, value: float) -> None:
+        self.bursts.settle_seconds = value
+
     async def settled(self) -> None:
         """Wait until every DM received so far has been answered (tests)."""
-        while self._answering:
-            await asyncio.wait(set(self._answering.values()))
+        await self.bursts.settled()
 
     # ------------------------------------------------------------------ answering by button
 
@@ -220,32 +160,7 @@ class DMReplies(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         if message.guild is not None or message.author.bot or message.author.id == getattr(self.bot.user, "id", 0):
             return
-        user_id = message.author.id
-        self._latest[user_id] = message  # a newer message replaces one still waiting: one answer per burst
-        self._heard[user_id] = asyncio.get_running_loop().time()
-        if user_id not in self._answering:
-            task = asyncio.create_task(self._answer_burst(user_id), name=f"bounce-dm-reply-{user_id}")
-            self._answering[user_id] = task
-
-    async def _answer_burst(self, user_id: int) -> None:
-        """Answer the member's latest DM once they have paused; again if more arrived while answering."""
-        loop = asyncio.get_running_loop()
-        try:
-            while user_id in self._latest:
-                latest_by = loop.time() + MAX_WAIT_SECONDS
-                while True:  # wait for a pause: each new message pushes the answer back, up to latest_by
-                    until = min(self._heard[user_id] + self.settle_seconds, latest_by)
-                    if until <= loop.time():
-                        break
-                    await asyncio.sleep(until - loop.time())
-                message = self._latest.pop(user_id)
-                await self._answer_message(message)
-        except Exception:
-            log.exception("answering the DMs of user %s failed", user_id)
-        finally:
-            self._answering.pop(user_id, None)
-            if user_id not in self._latest:
-                self._heard.pop(user_id, None)
+        self.bursts.heard(message.author.id, message)
 
     async def _answer_message(self, message: discord.Message) -> None:
         try:
