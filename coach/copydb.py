@@ -304,7 +304,7 @@ async def _verify(src: aiosqlite.Connection, conn: asyncpg.Connection, tables: S
         else:
             same = got == want == copied[t.name]
             total += got
-            lines.append(f"{t.name:<{width}}  {got:>10,} rows"
+            lines.append(f"{t.name:<{width}}  {got:>10,} {'row' if got == 1 else 'rows'}"
                          + ("" if same else f"  MISMATCH: the source has {want:,}, copied {copied[t.name]:,}"))
         ok = ok and same
     for what, sql in TOTALS:
