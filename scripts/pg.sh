@@ -16,6 +16,11 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PGBIN="${BOUNCE_PG_BIN:-/usr/lib/postgresql/15/bin}"
+if [ -z "${BOUNCE_PG_BIN:-}" ] && [ ! -x "$PGBIN/initdb" ]; then
+  # A newer Debian ships a newer server: the schema needs 15 or later.
+  newest="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+  if [ -n "$newest" ] && [ -x "$newest/initdb" ]; then PGBIN="$newest"; fi
+fi
 KEY="$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
 STATE="${BOUNCE_PG_DIR:-${TMPDIR:-/tmp}/bounce-pg-$(id -u)-$KEY}"
 DATA="$STATE/data"
@@ -67,13 +72,11 @@ pick_owner() {
 }
 
 free_port() {
-  python3 - <<'EOF'
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
-EOF
+  if command -v python3 >/dev/null; then
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  else
+    echo $((20000 + RANDOM % 40000))  # a taken one fails to start and another is tried
+  fi
 }
 
 running() {
@@ -127,7 +130,7 @@ EOF
     fi
     tries=$((tries + 1))
     # Another process may have taken the port between picking and binding: try another one.
-    if [ "$tries" -ge 3 ]; then
+    if [ "$tries" -ge 5 ]; then
       cat "$LOG" >&2 || true
       die "the server did not start"
     fi
@@ -149,7 +152,9 @@ stop() {
   if [ -f "$LOG" ]; then
     local pattern="$EXPECTED"
     [ -n "${BOUNCE_PG_EXPECTED:-}" ] && pattern="$pattern|$BOUNCE_PG_EXPECTED"
-    bad="$(grep -E '(ERROR|FATAL|PANIC):' "$LOG" | grep -Ev "$pattern" || true)"
+    # A backend that crashed logs only at LOG level: count it too.
+    bad="$(grep -E '(ERROR|FATAL|PANIC):|server process \(PID [0-9]+\) was terminated by signal' "$LOG" \
+      | grep -Ev "$pattern" || true)"
   fi
   if [ -n "$bad" ]; then
     local kept="${STATE}.log"

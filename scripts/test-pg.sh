@@ -11,6 +11,7 @@ url="$(bash scripts/pg.sh start)"
 stopped=0
 cleanup() { [ "$stopped" -eq 1 ] || bash scripts/pg.sh stop || true; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM  # so the server is stopped on Ctrl-C too
 set +e
 BOUNCE_TEST_PG_URL="$url" bash scripts/test.sh "$@"
 code=$?
