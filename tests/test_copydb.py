@@ -14,10 +14,10 @@ import pytest
 from coach import copydb
 from coach.members import may_name_publicly
 from coach.storage import MIGRATIONS_DIR, Storage
-from tests.pg_support import PG_URL, fresh_database, needs_pg
-from tests.test_pg_schema import script
+from tests.pg_support import PG_URL, SKIP_REASON, fresh_database, script
 
-pytestmark = needs_pg
+if not PG_URL:
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 ROOT = Path(__file__).resolve().parent.parent
 T = 1_772_000_000
 
