@@ -42,13 +42,20 @@ def with_database(url: str, name: str) -> str:
 
 @asynccontextmanager
 async def fresh_database() -> AsyncIterator[str]:
-    """An empty database of its own on the test server; dropped afterwards. Yields its URL."""
+    """An empty database of its own on the test server; dropped afterwards. Yields its URL.
+
+    Its default collation is ICU's en-US where the server has ICU, as many hosted databases have: text that sorts
+    differently there than in SQLite ('bo' before 'Cy') shows up in the tests."""
     import asyncpg
 
     name = f"bounce_t_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(PG_URL)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            await admin.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu "
+                                "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+        except asyncpg.PostgresError:
+            await admin.execute(f'CREATE DATABASE "{name}"')
         try:
             yield with_database(PG_URL, name)
         finally:
@@ -65,7 +72,11 @@ def script() -> Iterator[tuple[str, tuple[Any, ...]]]:
     yield gs, (G, 500, T + day, T, T)
     yield gs, (H, 600, None, T, T)
     yield ("INSERT INTO members (guild_id, user_id, display_name, announce, first_seen) "
-           "VALUES (?, ?, 'Ann', 1, ?), (?, ?, 'Bo', 0, ?)", (G, A, T, G, B, T))
+           "VALUES (?, ?, 'ann', 1, ?), (?, ?, 'Bo', 0, ?), (?, ?, '_x', 1, ?), (?, ?, 'Émile', 1, ?)",
+           (G, A, T, G, B, T, H, A, T, H, B, T))
+    # Text compares and sorts by code point on both (PostgreSQL's en-US would say 'ann' < 'Bo').
+    yield "SELECT display_name FROM members ORDER BY display_name", ()
+    yield "SELECT COUNT(*) FROM members WHERE display_name < 'a'", ()
 
     # Nudges follow their server's next run: only enabled ones, only when next_due really changes.
     ns = ("INSERT INTO nudge_settings (guild_id, user_id, enabled, hours_before, next_due, on_at, created_at, "
@@ -91,6 +102,8 @@ def script() -> Iterator[tuple[str, tuple[Any, ...]]]:
     yield rd, (G, "2026-03-03", T + day, T + day)
     yield ("INSERT INTO projects (guild_id, user_id, name, name_key, created_at) VALUES (?, ?, 'Song', 'song', ?)",
            (G, A, T))
+    yield ("SELECT name, instr(name_key, ?), instr(name_key, ?) FROM projects ORDER BY instr(name_key, ?), name_key",
+           ("ong", "x", "s"))
     ci = "INSERT INTO checkins (guild_id, user_id, local_date, round_id, status, project_id, created_at, updated_at) "
     yield ci + "VALUES (?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?)", (
         G, A, "2026-03-02", 1, "finished", 1, T, T,
