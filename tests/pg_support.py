@@ -157,8 +157,14 @@ def script() -> Iterator[tuple[str, tuple[Any, ...]]]:
     yield "DELETE FROM points WHERE guild_id = ? AND user_id = ? AND kind IN ('reflection', 'checkin')", (G, A)
     yield "DELETE FROM points WHERE guild_id = ? AND user_id = ?", (G, B)
 
-    yield ("INSERT INTO away_periods (guild_id, user_id, start_date, end_date) VALUES (?, ?, ?, ?)",
-           (G, A, "2026-03-04", "2026-03-10"))
+    yield ("INSERT INTO away_periods (guild_id, user_id, start_date, end_date) VALUES (?, ?, ?, ?), (?, ?, ?, ?)",
+           (G, A, "2026-03-04", "2026-03-10", G, A, "2026-03-20", "2026-03-21"))
+    # SQLite's functions that PostgreSQL has under other names: the baseline gives them SQLite's names.
+    yield ("SELECT (SELECT group_concat(a.start_date || ' ' || a.end_date, ',') FROM "
+           "(SELECT * FROM away_periods ORDER BY id) a WHERE a.guild_id = ?), "
+           "(SELECT group_concat(a.start_date, ',') FROM away_periods a WHERE a.guild_id = ?), "
+           "MAX(MIN(5, ? + 1) - 1, 0), MAX(?, NULL), MIN(?, 2), MAX(id), MIN(id) FROM points",
+           (G, H, 2, 3, 1))
     # The naming rule, as SQL on both (a member without a row may be named).
     yield ("SELECT c.id, c.user_id, may_name_publicly(m.announce) FROM checkins c LEFT JOIN members m "
            "ON m.guild_id = c.guild_id AND m.user_id = c.user_id ORDER BY c.id", ())
