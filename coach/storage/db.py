@@ -154,6 +154,11 @@ class Database:
         """SQL for where `part` starts in `text` (1-based; 0 when absent)."""
         return f"instr({text}, {part})"
 
+    def text(self, value: str) -> str:
+        """A text literal that mixes with text columns where a query needs one type throughout (a recursive
+        CTE's columns): PostgreSQL's text columns are COLLATE "C", like SQLite's BINARY."""
+        return "'" + value.replace("'", "''") + "'"
+
     async def ping(self) -> None:
         await self.fetchone("SELECT COUNT(*) FROM schema_migrations")
 
@@ -504,6 +509,10 @@ class PostgresDatabase(Database):
 
     def position(self, text: str, part: str) -> str:
         return f"strpos({text}, {part})"
+
+    def text(self, value: str) -> str:
+        return super().text(value) + ' COLLATE "C"'
+
 
 
 async def open_database(target: Path | str, migrations_dir: Path | None = None) -> Database:

@@ -233,7 +233,7 @@ class Ledger(Base):
                         AND c.local_date > miss1.prev AND c.local_date < miss1.d) / {FREEZE_EVERY}
                     FROM miss1),
                 walk(uid, n, held, brk) AS (
-                    SELECT uid, 0, CAST(0 AS BIGINT), '' FROM cand
+                    SELECT uid, 0, CAST(0 AS BIGINT), {self.db.text('')} FROM cand
                     UNION ALL
                     SELECT w.uid, w.n + 1, CASE WHEN w.held + m.earned >= {FREEZE_MAX} THEN {FREEZE_MAX - 1}
                                                  WHEN w.held + m.earned > 0 THEN w.held + m.earned - 1 ELSE 0 END,
