@@ -36,6 +36,8 @@ BASELINE_VERSION = 11
 MIGRATION_LOCK = 0x626F756E6365  # "bounce"
 BATCH = 5000
 _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+#: Database collations that sort text as SQLite does (by code point).
+CODE_POINT_ORDER = ("C", "POSIX", "C.UTF-8", "C.utf8")
 #: Tables that belong to the database itself rather than to a community.
 NOT_COMMUNITY = ("schema_migrations", "meta")
 
@@ -225,6 +227,12 @@ async def copy(source: str, target_url: str, *, batch: int = BATCH,
 async def _copy(src: aiosqlite.Connection, conn: asyncpg.Connection, *, batch: int,
                 out: Callable[[str], None]) -> bool:
     version = await _target_state(conn)
+    collation = await conn.fetchval(
+        "SELECT CASE WHEN datlocprovider = 'i' THEN 'ICU ' || daticulocale ELSE datcollate END "
+        "FROM pg_database WHERE datname = current_database()")
+    if collation not in CODE_POINT_ORDER:
+        out(f"note: this database sorts text by {collation}, SQLite by code point, so names may list in another "
+            "order; for the same order create the database with LOCALE 'C.UTF-8' TEMPLATE template0")
     src_cols = await sqlite_columns(src)
     if "schema_migrations" not in src_cols:
         raise Refused("the source is not a Bounce database (no schema_migrations)")

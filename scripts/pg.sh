@@ -16,11 +16,15 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PGBIN="${BOUNCE_PG_BIN:-/usr/lib/postgresql/15/bin}"
-if [ -z "${BOUNCE_PG_BIN:-}" ] && [ ! -x "$PGBIN/initdb" ]; then
-  # A newer Debian ships a newer server: the schema needs 15 or later.
-  newest="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
-  if [ -n "$newest" ] && [ -x "$newest/initdb" ]; then PGBIN="$newest"; fi
-fi
+find_bin() {
+  if [ -z "${BOUNCE_PG_BIN:-}" ] && [ ! -x "$PGBIN/initdb" ]; then
+    # A newer Debian ships a newer server: the schema needs 15 or later.
+    local newest
+    newest="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    if [ -n "$newest" ] && [ -x "$newest/initdb" ]; then PGBIN="$newest"; fi
+  fi
+}
+find_bin
 KEY="$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
 STATE="${BOUNCE_PG_DIR:-${TMPDIR:-/tmp}/bounce-pg-$(id -u)-$KEY}"
 DATA="$STATE/data"
@@ -54,6 +58,7 @@ install_server() {
     export DEBIAN_FRONTEND=noninteractive
     local opts=(-y -q -o Dpkg::Options::=--force-confold)
     apt-get install "${opts[@]}" postgresql >&2 || { apt-get update -q >&2 && apt-get install "${opts[@]}" postgresql >&2; }
+    find_bin
   fi
   [ -x "$PGBIN/initdb" ] || die "no PostgreSQL server at $PGBIN (install Debian's postgresql package, or set BOUNCE_PG_BIN)"
 }

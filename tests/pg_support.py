@@ -42,20 +42,13 @@ def with_database(url: str, name: str) -> str:
 
 @asynccontextmanager
 async def fresh_database() -> AsyncIterator[str]:
-    """An empty database of its own on the test server; dropped afterwards. Yields its URL.
-
-    Its default collation is ICU's en-US where the server has ICU, as many hosted databases have: text that sorts
-    differently there than in SQLite ('bo' before 'Cy') shows up in the tests."""
+    """An empty database of its own on the test server; dropped afterwards. Yields its URL."""
     import asyncpg
 
     name = f"bounce_t_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(PG_URL)
     try:
-        try:
-            await admin.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu "
-                                "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
-        except asyncpg.PostgresError:
-            await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
         try:
             yield with_database(PG_URL, name)
         finally:
@@ -74,7 +67,7 @@ def script() -> Iterator[tuple[str, tuple[Any, ...]]]:
     yield ("INSERT INTO members (guild_id, user_id, display_name, announce, first_seen) "
            "VALUES (?, ?, 'ann', 1, ?), (?, ?, 'Bo', 0, ?), (?, ?, '_x', 1, ?), (?, ?, 'Émile', 1, ?)",
            (G, A, T, G, B, T, H, A, T, H, B, T))
-    # Text compares and sorts by code point on both (PostgreSQL's en-US would say 'ann' < 'Bo').
+    # Text compares and sorts by code point on both (in a C.UTF-8 database; en-US would say 'ann' < 'Bo').
     yield "SELECT display_name FROM members ORDER BY display_name", ()
     yield "SELECT COUNT(*) FROM members WHERE display_name < 'a'", ()
 
