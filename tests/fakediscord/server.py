@@ -1453,6 +1453,11 @@ class FakeDiscord(World):
         owners = self._sessions_for(guild_id)
         return owners[0].shard[0] if owners else None
 
+    def events(self, shard: int = 0) -> list[tuple[str, int | None]]:
+        """(event name, guild id or None) of every dispatch sent on `shard`'s current session, in order."""
+        s = next((s for s in self._live.values() if s.shard[0] == shard), None)
+        return [] if s is None else [(f["t"], event_guild(f["t"], f["d"])) for f in s.log]
+
     async def flush(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Wait until every queued gateway frame was written to the sockets."""
         for s in self._connected():
