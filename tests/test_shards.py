@@ -10,6 +10,7 @@ import random
 import sys
 from pathlib import Path
 
+import aiohttp
 import discord
 import pytest
 from discord.ext import commands
@@ -158,13 +159,16 @@ async def setup_and_show(fake: FakeDiscord, gid: int, cid: int, admin: int) -> s
     return text
 
 
-async def test_one_process_runs_two_shards_and_answers_each_server_once(fake_discord: FakeDiscord,
-                                                                        tmp_path: Path) -> None:
+async def test_one_process_runs_two_shards_and_answers_each_server_once(
+        fake_discord: FakeDiscord, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fake = fake_discord
     studios = [studio_on(fake, shard, 2) for shard in (0, 1)]
     bot = make_bot(fake, tmp_path / "bounce.sqlite3", shard_count=2, shard_ids="0,1")
-    task = await run_client(fake, bot)
+    with caplog.at_level(logging.INFO, logger="bounce"):
+        task = await run_client(fake, bot)
     try:
+        budget_lines = [r.getMessage() for r in caplog.records if "requests/s" in r.getMessage()]
+        assert budget_lines == ["sending at most 40 requests/s; shards 0-1 of 2"]
         assert bot.sharding == Shards(2, (0, 1)) and bot.shard_count == 2 and sorted(bot.shards) == [0, 1]
         assert fake.shards == [(0, 2), (1, 2)]
         assert sorted(p["shard"] for p in fake.identify_payloads) == [[0, 2], [1, 2]]
@@ -335,6 +339,20 @@ async def test_the_stand_in_routes_every_guild_event_to_its_shard(fake_discord: 
         assert fake.events(0)[-1] == ("GUILD_DELETE", gids[0]) and client.get_guild(gids[0]) is None
     finally:
         await stop_client(client, task)
+
+
+async def test_the_stand_in_refuses_impossible_shards(fake_discord: FakeDiscord) -> None:
+    """A raw IDENTIFY (discord.py never sends these): a shard id not below the count is closed with 4010."""
+    fake = fake_discord
+    async with aiohttp.ClientSession() as http:
+        for shard, code in (([2, 2], 4010), ([0, 0], 4010), (["0", 1], 4010)):
+            async with http.ws_connect(fake.gateway_url) as ws:
+                assert (await ws.receive_json())["op"] == 10
+                await ws.send_json({"op": 2, "d": {"token": fake.token, "intents": 1, "properties": {},
+                                                   "shard": shard}})
+                closing = await ws.receive()
+                assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == code
+    assert fake.gateway_closes == [(4010, [2, 2]), (4010, [0, 0]), (4010, ["0", 1])] and fake.shards == []
 
 
 # ---------------------------------------------------------------------------------------------- budget share
