@@ -29,7 +29,7 @@ from coach.lessons import LessonError, LessonLibrary, load_lessons
 from coach.pacer import Pacer, Slot, pacing_kind
 from coach.prompts import PromptError, Prompts, load_prompts
 from coach.settings import Settings, SettingsError, load_settings
-from coach.shards import Shards
+from coach.shards import Shards, shard_of
 from coach.storage import DatabaseTooNew, Storage, StorageError
 from cogs.outbox import Outbox
 
@@ -168,7 +168,7 @@ class BounceBot(commands.AutoShardedBot):
             self.unowned_interactions += 1
             (log.warning if self.unowned_interactions == 1 else log.debug)(
                 "ignored an interaction from server %s: it belongs to shard %s, this process runs %s",
-                guild_id, (guild_id >> 22) % self.sharding.count if guild_id else 0, self.sharding.describe())
+                guild_id, shard_of(guild_id or 0, self.sharding.count), self.sharding.describe())
 
         parsers["INTERACTION_CREATE"] = guarded
 

@@ -1448,11 +1448,6 @@ class FakeDiscord(World):
         """[shard_id, num_shards] of every connected session, sorted."""
         return sorted(s.shard for s in self._connected())
 
-    def shard_of(self, guild_id: int | None) -> int | None:
-        """The shard id of the connected session that carries this guild's events (None: nobody does)."""
-        owners = self._sessions_for(guild_id)
-        return owners[0].shard[0] if owners else None
-
     def events(self, shard: int = 0) -> list[tuple[str, int | None]]:
         """(event name, guild id or None) of every dispatch sent on `shard`'s current session, in order."""
         s = next((s for s in self._live.values() if s.shard[0] == shard), None)
@@ -1576,11 +1571,11 @@ class FakeDiscord(World):
     # ================================================================== interactions (user side)
     def _require_connected(self, guild_id: int | None = None) -> None:
         if not any(s.conn is not None for s in self._sessions_for(guild_id)):
-            where = f"shard {self.shard_route(guild_id)}" if self._live else "the gateway"
+            where = f"shard {self._shard_route(guild_id)}" if self._live else "the gateway"
             raise FakeDiscordError(f"no bot is connected to {where} (did run_client() finish?)")
 
-    def shard_route(self, guild_id: int | None) -> str:
-        """Where Discord would send this guild's events, for messages: '[1, 2]', or 'shard 0' for DMs."""
+    def _shard_route(self, guild_id: int | None) -> str:
+        """Where Discord would send this guild's events, for messages: '[1, 2]' (per shard count in use)."""
         counts = sorted({count for _, count in self._live})
         return ", ".join(f"[{0 if guild_id is None else shard_of(guild_id, c)}, {c}]" for c in counts)
 
