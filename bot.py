@@ -29,6 +29,7 @@ from coach.lessons import LessonError, LessonLibrary, load_lessons
 from coach.pacer import Pacer, Slot, pacing_kind
 from coach.prompts import PromptError, Prompts, load_prompts
 from coach.settings import Settings, SettingsError, load_settings
+from coach.shards import Shards, shard_of
 from coach.storage import DatabaseTooNew, Storage, StorageError
 from cogs.outbox import Outbox
 
@@ -51,6 +52,12 @@ class _NoVoiceWarning(logging.Filter):
 
 NO_VOICE_WARNING = _NoVoiceWarning()
 RETRY_MAX_SECONDS = 60.0  # Discord unreachable at start: retries back off up to this far apart
+SHARDING_ADVICE = {
+    4010: "it does not accept these shards; SHARD_COUNT must be the same in every process, SHARD_IDS below it.",
+    4011: "the bot is in too many servers for that many shards (2,500 per shard at most); raise SHARD_COUNT "
+          "(Discord recommends one shard per 1,000 servers) and give every process its SHARD_IDS.",
+}
+IDENTIFY_SPACING = 5.0    # seconds between two IDENTIFYs of one process's shards (Discord's max_concurrency 1)
 
 
 UNPACED_PATHS = ("/interactions/", "/webhooks/")  # exempt from Discord's global limit
@@ -99,7 +106,12 @@ def apply_endpoints(settings: Settings) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 
 
-class BounceBot(commands.Bot):
+class BounceBot(commands.AutoShardedBot):
+    """Runs the shards SHARD_IDS of SHARD_COUNT (all of one shard by default) and answers only their servers.
+
+    `sharding` says which servers this process serves (`coach.shards.Shards`: count, ids, owns); discord.py's
+    own `shards` stays what it is (the live connections, ShardInfo by id)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -109,20 +121,26 @@ class BounceBot(commands.Bot):
         lessons: LessonLibrary | None = None,
         rng: random.Random | None = None,
         run_scheduler: bool = True,
+        identify_spacing: float = IDENTIFY_SPACING,
         **options: Any,
     ) -> None:
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         options.setdefault("max_messages", None)  # no message cache: buttons carry their state in custom_ids
         logging.getLogger("discord.client").addFilter(NO_VOICE_WARNING)
+        self.sharding: Shards = settings.shards
         # No text commands (see on_message); when_mentioned also keeps discord.py from warning about the
         # message-content intent.
-        super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None, **options)
+        super().__init__(command_prefix=commands.when_mentioned, intents=INTENTS, help_command=None,
+                         shard_count=self.sharding.count, shard_ids=list(self.sharding.ids), **options)
+        self.identify_spacing = identify_spacing
+        self.unowned_interactions = 0
+        self._guard_interactions()
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.prompts = prompts or load_prompts(settings.prompts_dir)
         self.lessons = lessons or load_lessons(settings.lessons_dir)
         self.rng = rng or random.Random()
-        self.pacer = Pacer(settings.send_budget_per_second)
+        self.pacer = Pacer(self.sharding.share(settings.send_budget_per_second))
         self._pace_every_request()
         self.grace = timedelta(hours=settings.grace_hours)
         self.run_scheduler = run_scheduler
@@ -133,6 +151,42 @@ class BounceBot(commands.Bot):
         self.catch_up_task: asyncio.Task[None] | None = None
         self.last_tick_at: float | None = None  # time.monotonic() at the end of the last tick (for /healthz)
         self.outbox = Outbox(self)
+
+    def _guard_interactions(self) -> None:
+        """Answer only interactions of servers this process serves (a DM: shard 0's). Discord sends each shard
+        only its servers' events, so this never fires unless something upstream routes wrongly; answering there
+        would race the process that owns the server."""
+        parsers = self._connection.parsers
+        parse = parsers["INTERACTION_CREATE"]
+
+        def guarded(data: dict[str, Any]) -> None:
+            raw = data.get("guild_id")
+            guild_id = int(raw) if raw else None
+            if self.sharding.owns(guild_id):
+                parse(data)
+                return
+            self.unowned_interactions += 1
+            (log.warning if self.unowned_interactions == 1 else log.debug)(
+                "ignored an interaction from server %s: it belongs to shard %s, this process runs %s",
+                guild_id, shard_of(guild_id or 0, self.sharding.count), self.sharding.describe())
+
+        parsers["INTERACTION_CREATE"] = guarded
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Discord takes one IDENTIFY per 5 s from a bot (max_concurrency 1): every one after the first waits."""
+        if not initial and self.identify_spacing > 0:
+            await asyncio.sleep(self.identify_spacing)
+
+    def log_budget(self) -> None:
+        budget, shards = self.settings.send_budget_per_second, self.sharding
+        if not budget:
+            log.info("local pacing off (SEND_BUDGET_PER_SECOND=0): a REST proxy at DISCORD_API_BASE paces; %s",
+                     shards.describe())
+        elif shards.every_shard:
+            log.info("sending at most %g requests/s; %s", self.pacer.rate, shards.describe())
+        else:
+            log.info("sending at most %g requests/s: %s, so %d/%d of SEND_BUDGET_PER_SECOND=%g",
+                     self.pacer.rate, shards.describe(), len(shards.ids), shards.count, budget)
 
     def _pace_every_request(self) -> None:
         """Every bot-authenticated REST request waits for the global send budget: channel posts, DMs, edits,
@@ -166,6 +220,7 @@ class BounceBot(commands.Bot):
         self.http.http_trace = pacing_trace(pacer)  # read when discord.py opens its session (login)
 
     async def setup_hook(self) -> None:
+        self.log_budget()
         if self.storage is None:
             self.storage = await Storage.open(self.settings.database)
         for name in COGS:
@@ -188,7 +243,7 @@ class BounceBot(commands.Bot):
         # The guild cache is built: move it out of the garbage collector's way, so full collections stay short
         # (measured: a 10,000-server cache made gen-2 collections stall the event loop for several hundred ms).
         gc.freeze()
-        log.info("ready as %s in %d servers", self.user, len(self.guilds))
+        log.info("ready as %s in %d servers (%s)", self.user, len(self.guilds), self.sharding.describe())
 
     def guild_channel(self, guild_id: int, channel_id: int) -> discord.abc.GuildChannel | None:
         """A channel by two dict lookups (Client.get_channel scans every guild: slow with thousands)."""
@@ -250,10 +305,16 @@ class BounceBot(commands.Bot):
         if self.catch_up_task is not None and not self.catch_up_task.done():
             self.catch_up_task.cancel()
         await self.outbox.close()
-        await super().close()
-        if self.storage is not None:
-            await self.storage.close()
-            self.storage = None  # type: ignore[assignment]
+        if not hasattr(self, "_AutoShardedClient__queue"):
+            # Closed before login (Discord unreachable at start): AutoShardedClient.close() posts to a queue that
+            # only login() creates.
+            self._AutoShardedClient__queue: asyncio.PriorityQueue[Any] = asyncio.PriorityQueue()
+        try:
+            await super().close()
+        finally:
+            if self.storage is not None:
+                await self.storage.close()
+                self.storage = None  # type: ignore[assignment]
 
 
 def configure_logging(level: str) -> None:
@@ -306,6 +367,9 @@ async def _run(bot: BounceBot, settings: Settings) -> int:
             code = 2
         elif isinstance(exc, (DatabaseTooNew, StorageError)):
             print(f"bounce: {exc}", file=sys.stderr)
+            code = 2
+        elif isinstance(exc, discord.ConnectionClosed) and exc.code in (4010, 4011):
+            print(f"bounce: Discord closed the gateway with {exc.code}: {SHARDING_ADVICE[exc.code]}", file=sys.stderr)
             code = 2
         elif isinstance(exc, (TimeoutError, aiohttp.ClientConnectionError, OSError)):
             log.error("lost Discord while logging in (%s); exiting so the supervisor starts me again",

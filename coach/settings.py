@@ -6,8 +6,10 @@ import re
 import socket
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from coach.shards import MAX_SHARDS, Shards, format_shard_ids, parse_shard_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///data/bounce.sqlite3"
@@ -36,6 +38,8 @@ class Settings(BaseSettings):
     web_port: int | None = Field(default=None, ge=0, le=65535)  # 0: any free port (tests)
     web_host: str = "127.0.0.1"
     web_base_url: str | None = None
+    shard_count: int = Field(default=1, ge=1, le=MAX_SHARDS)  # Discord's shards in all, over every process
+    shard_ids: str = ""                                     # this process's shards ("0,1", "0-3"); blank: all
 
     @field_validator("discord_token", mode="before")
     @classmethod
@@ -79,6 +83,33 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be the page's public address starting with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_ids_text(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return ",".join(str(v) for v in value)
+        return value
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_ids(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            return ""
+        ids = parse_shard_ids(value)
+        count = info.data.get("shard_count")
+        if count is not None:
+            Shards(count, ids)  # ids within 0..count-1
+        return format_shard_ids(ids)
+
+    @property
+    def shards(self) -> Shards:
+        """The shards this process runs: SHARD_IDS of SHARD_COUNT (every shard when SHARD_IDS is blank)."""
+        if not self.shard_ids:
+            return Shards.all(self.shard_count)
+        return Shards(self.shard_count, parse_shard_ids(self.shard_ids))
 
     @property
     def instance(self) -> str:

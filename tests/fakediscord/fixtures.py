@@ -21,9 +21,7 @@ from discord.http import Route
 
 from .server import FakeDiscord
 
-_SAVED: dict[int, tuple[str, yarl.URL]] = {}
-
-
+_SAVED: dict[int, tuple[str, yarl.URL]] = {}  # client -> discord.py's globals before the first client started
 @pytest_asyncio.fixture
 async def fake_discord() -> AsyncIterator[FakeDiscord]:
     """A started FakeDiscord (contract-checked). The test fails if any violation was recorded;
@@ -39,23 +37,28 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
 
 
 async def run_client(fake: FakeDiscord, client: discord.Client, *, timeout: float = 10.0) -> asyncio.Task:  # noqa: ASYNC109
-    """Point discord.py at `fake`, start `client`, and return once READY was sent and the client is ready.
+    """Point discord.py at `fake`, start `client`, and return once it IDENTIFIED and the client is ready
+    (an AutoShardedClient: every shard). Several clients may run at once (several shards' processes).
 
-    Route.BASE / DiscordWebSocket.DEFAULT_GATEWAY are process globals: they are restored by stop_client().
+    Route.BASE / DiscordWebSocket.DEFAULT_GATEWAY are process globals: stop_client() of the last client running
+    restores them.
     """
-    _SAVED.setdefault(id(client), (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY))
+    _SAVED.setdefault(id(client), next(iter(_SAVED.values()), (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)))
     Route.BASE = fake.api_base
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
+    identified = fake.identify_count
     task = asyncio.create_task(client.start(fake.token), name="fakediscord-client")
 
     async def ready() -> None:
-        await fake.ready.wait()  # IDENTIFY happens after login() created the client's ready event
+        while fake.identify_count == identified:  # noqa: ASYNC110  IDENTIFY comes after login() made the ready event
+            await asyncio.sleep(0.005)
         await client.wait_until_ready()
 
     waiter = asyncio.create_task(ready())
     done, _ = await asyncio.wait({task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
         waiter.cancel()
+        _forget(client)
         if task in done:
             task.result()  # re-raise the client's startup error
             raise RuntimeError("client stopped before it was ready")
@@ -64,17 +67,21 @@ async def run_client(fake: FakeDiscord, client: discord.Client, *, timeout: floa
     return task
 
 
+def _forget(client: discord.Client) -> None:
+    saved = _SAVED.pop(id(client), None)
+    if saved is not None and not _SAVED:
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
 async def stop_client(client: discord.Client, task: asyncio.Task | None = None) -> None:
-    """Close the client, await its task, restore discord.py's globals."""
+    """Close the client, await its task; the last client running restores discord.py's globals."""
     try:
         await client.close()
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 5.0)
     finally:
-        saved = _SAVED.pop(id(client), None)
-        if saved is not None:
-            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+        _forget(client)
 
 
 @contextlib.asynccontextmanager

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import copy
 import json
+import math
 import re
 import secrets
 import socket
@@ -65,6 +66,9 @@ from .world import (
 )
 
 API_PREFIX = "/api/v10"
+MAX_GUILDS_PER_SHARD = 2500  # Discord closes an IDENTIFY whose shard would hold more with 4011
+RECOMMENDED_GUILDS_PER_SHARD = 1000  # what GET /gateway/bot's `shards` is based on
+SESSION_START_TOTAL = 1000  # IDENTIFYs per day (GET /gateway/bot's session_start_limit)
 HEARTBEAT_INTERVAL_MS = 41250
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 DM_PERMISSIONS = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES | READ_MESSAGE_HISTORY | MENTION_EVERYONE
@@ -186,6 +190,25 @@ class Session:
     seq: int = 0
     log: list[dict] = field(default_factory=list)
     conn: Connection | None = None
+    shard: tuple[int, int] = (0, 1)  # [shard_id, num_shards] from IDENTIFY; an unsharded IDENTIFY is [0, 1]
+
+    def owns(self, guild_id: int | None) -> bool:
+        """This session's shard carries the guild's events (a DM, `None`, goes to shard 0, as on Discord)."""
+        shard_id, count = self.shard
+        return shard_id == (0 if guild_id is None else shard_of(guild_id, count))
+
+
+def shard_of(guild_id: int, count: int) -> int:
+    """Discord's routing: a guild's events go to shard (guild_id >> 22) % num_shards."""
+    return (guild_id >> 22) % count
+
+
+def event_guild(event: str, data: Any) -> int | None:
+    """The guild a gateway event belongs to (None: a DM or no guild at all)."""
+    if not isinstance(data, dict):
+        return None
+    raw = data.get("id") if event in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE") else data.get("guild_id")
+    return int(raw) if raw else None
 
 
 Handler = Callable[[Req], Awaitable[tuple[int, Any]]]
@@ -201,12 +224,14 @@ class FakeDiscord(World):
         global_rate_limit: int | None = None,
         interaction_deadline: float = 3.0,
         allowed_privileged_intents: int = PRIVILEGED_INTENTS,
+        max_guilds_per_shard: int = MAX_GUILDS_PER_SHARD,
     ) -> None:
         super().__init__()
         self.contract: Contract | None = load_contract(spec_path)
         self.global_rate_limit = global_rate_limit
         self.interaction_deadline = interaction_deadline
         self.allowed_privileged_intents = allowed_privileged_intents
+        self.max_guilds_per_shard = max_guilds_per_shard
         self.token = "fake-bot-token." + secrets.token_urlsafe(12)
         self.api_base = ""
         self.gateway_url = ""
@@ -242,7 +267,8 @@ class FakeDiscord(World):
         self.identify_payloads: list[dict] = []
         self.ready = asyncio.Event()
         self.sessions: dict[str, Session] = {}
-        self._session: Session | None = None
+        self.gateway_closes: list[tuple[int, list[int] | None]] = []  # (close code, shard) of refused IDENTIFYs
+        self._live: dict[tuple[int, int], Session] = {}  # the current session of each shard ([id, count])
         self._resumed = asyncio.Event()
         self._conns: set[Connection] = set()
         self._gateway_open = asyncio.Event()  # cleared by hold_gateway(): new connections wait
@@ -362,6 +388,8 @@ class FakeDiscord(World):
     # ================================================================== REST plumbing
     def _build_routes(self) -> list[tuple[str, re.Pattern[str], str, Handler]]:
         table: list[tuple[str, str, Handler]] = [
+            ("GET", "/gateway", self._get_gateway),
+            ("GET", "/gateway/bot", self._get_gateway_bot),
             ("GET", "/users/@me", self._get_me),
             ("POST", "/users/@me/channels", self._create_dm),
             ("GET", "/users/{user_id}", self._get_user),
@@ -572,6 +600,21 @@ class FakeDiscord(World):
     def _bot_user_full(self) -> dict:
         return {**self.users[self.bot_user_id], "verified": True, "mfa_enabled": False, "email": None,
                 "locale": "en-US", "bio": ""}
+
+    async def _get_gateway(self, req: Req) -> tuple[int, Any]:
+        return 200, {"url": self.gateway_url}
+
+    async def _get_gateway_bot(self, req: Req) -> tuple[int, Any]:
+        """The gateway URL, the recommended shard count (one per 1,000 guilds) and the IDENTIFY budget."""
+        guilds = sum(1 for g in self.guilds.values() if self.bot_user_id in g.members)
+        elapsed_ms = int((time.monotonic() - self._t0) * 1000)
+        return 200, {
+            "url": self.gateway_url,
+            "shards": max(1, math.ceil(guilds / RECOMMENDED_GUILDS_PER_SHARD)),
+            "session_start_limit": {"total": SESSION_START_TOTAL,
+                                    "remaining": max(0, SESSION_START_TOTAL - self.identify_count),
+                                    "reset_after": max(0, 86_400_000 - elapsed_ms), "max_concurrency": 1},
+        }
 
     async def _get_me(self, req: Req) -> tuple[int, Any]:
         return 200, self._bot_user_full()
@@ -1186,14 +1229,19 @@ class FakeDiscord(World):
         return data
 
     def _emit(self, event: str, data: dict) -> None:
-        s = self._session
-        if s is None:
-            return
+        """Dispatch to the session of the event's shard (a guild's shard; DMs and guild-less events: shard 0)."""
+        for s in self._sessions_for(event_guild(event, data)):
+            self._emit_to(s, event, data)
+
+    def _emit_to(self, s: Session, event: str, data: dict) -> None:
         missing = self._intent_ok(event, data, s.intents)
         if missing is not None:
             self.dropped_events.append((event, f"intent {missing} not requested"))
             return
         self._send_dispatch(s, event, self._redact(event, data, s.intents))
+
+    def _sessions_for(self, guild_id: int | None) -> list[Session]:
+        return [s for s in self._live.values() if s.owns(guild_id)]
 
     def _send_dispatch(self, s: Session, event: str, data: dict) -> None:
         s.seq += 1
@@ -1282,19 +1330,38 @@ class FakeDiscord(World):
         if intents & PRIVILEGED_INTENTS & ~self.allowed_privileged_intents:
             await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
             return
+        raw_shard = d.get("shard")
+        if raw_shard is None:
+            shard = (0, 1)
+        elif (isinstance(raw_shard, list) and len(raw_shard) == 2 and all(type(v) is int for v in raw_shard)
+              and 0 <= raw_shard[0] < raw_shard[1]):
+            shard = (raw_shard[0], raw_shard[1])
+        else:
+            self.gateway_closes.append((4010, raw_shard))
+            await conn.ws.close(code=4010, message=b"Invalid shard.")
+            return
+        probe = Session(id="", intents=intents, token=token, shard=shard)
+        my_guilds = [gid for gid, g in self.guilds.items() if self.bot_user_id in g.members and probe.owns(gid)]
+        if len(my_guilds) > self.max_guilds_per_shard:
+            self.gateway_closes.append((4011, raw_shard))
+            await conn.ws.close(code=4011, message=b"Sharding required.")
+            return
         self.intents = intents
-        s = Session(id=uuid.uuid4().hex, intents=intents, token=token)
+        s = Session(id=uuid.uuid4().hex, intents=intents, token=token, shard=shard)
         self.sessions[s.id] = s
-        if self._session is not None and self._session.conn is not None and self._session.conn is not conn:
-            old = self._session.conn
-            self._session.conn = None
+        old_session = self._live.get(shard)
+        if old_session is not None and old_session.conn is not None and old_session.conn is not conn:
+            old = old_session.conn
+            old_session.conn = None
             with contextlib.suppress(Exception):
                 await old.ws.close(code=4000)
-        self._session = s
+        for key, other in list(self._live.items()):  # left over from a run with another shard count
+            if key[1] != shard[1] and other.conn is None:
+                del self._live[key]
+        self._live[shard] = s
         s.conn = conn
         conn.session = s
-        my_guilds = [gid for gid, g in self.guilds.items() if self.bot_user_id in g.members]
-        self._send_dispatch(s, "READY", {
+        ready: dict[str, Any] = {
             "v": 10,
             "user": self._bot_user_full(),
             "user_settings": {},
@@ -1309,7 +1376,10 @@ class FakeDiscord(World):
             "geo_ordered_rtc_regions": ["fake"],
             "application": {"id": str(self.application_id), "flags": 0},
             "_trace": ["fakediscord"],
-        })
+        }
+        if raw_shard is not None:
+            ready["shard"] = list(shard)
+        self._send_dispatch(s, "READY", ready)
         for gid in my_guilds:
             self._send_dispatch(s, "GUILD_CREATE", self.guild_payload(gid, members=bool(intents & INTENT_GUILD_MEMBERS)))
         with contextlib.suppress(TimeoutError):
@@ -1318,7 +1388,7 @@ class FakeDiscord(World):
 
     async def _resume(self, conn: Connection, d: dict) -> None:
         s = self.sessions.get(str(d.get("session_id")))
-        if s is None or s is not self._session:
+        if s is None or self._live.get(s.shard) is not s:
             conn.queue.put_nowait({"op": 9, "s": None, "t": None, "d": False})
             return
         if s.conn is not None and s.conn is not conn:
@@ -1362,25 +1432,47 @@ class FakeDiscord(World):
             self._send_dispatch(s, "GUILD_MEMBERS_CHUNK", data)
 
     # ---------------------------------------------------------------- gateway: test controls
-    def _connection(self) -> Connection | None:
-        return self._session.conn if self._session is not None else None
+    def _connected(self) -> list[Session]:
+        return [s for s in self._live.values() if s.conn is not None]
+
+    def _pick(self, shard: int | None) -> Session | None:
+        """The connected session of `shard` (by shard id); None: the lowest connected shard (the only one, when
+        the bot is not sharded)."""
+        live = sorted(self._connected(), key=lambda s: s.shard)
+        if shard is None:
+            return live[0] if live else None
+        return next((s for s in live if s.shard[0] == shard), None)
+
+    @property
+    def shards(self) -> list[tuple[int, int]]:
+        """[shard_id, num_shards] of every connected session, sorted."""
+        return sorted(s.shard for s in self._connected())
+
+    def events(self, shard: int = 0) -> list[tuple[str, int | None]]:
+        """(event name, guild id or None) of every dispatch sent on `shard`'s current session, in order."""
+        s = next((s for s in self._live.values() if s.shard[0] == shard), None)
+        return [] if s is None else [(f["t"], event_guild(f["t"], f["d"])) for f in s.log]
 
     async def flush(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Wait until every queued gateway frame was written to the socket."""
-        conn = self._connection()
-        if conn is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(conn.queue.join(), timeout)
+        """Wait until every queued gateway frame was written to the sockets."""
+        for s in self._connected():
+            if s.conn is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(s.conn.queue.join(), timeout)
 
     async def sync(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Barrier: returns once the bot has *processed* every event sent so far.
+        """Barrier: returns once the bot has *processed* every event sent so far, on every connected shard.
 
         Asks the client for a heartbeat (op 1); discord.py answers with its last sequence number after
-        handling all earlier frames. Note discord.py allows itself ~110 gateway sends per minute.
+        handling all earlier frames. Note discord.py allows itself ~110 gateway sends per minute per shard.
         """
-        s = self._session
-        conn = self._connection()
-        if s is None or conn is None:
+        waits = [self._sync_session(s, timeout) for s in self._connected()]
+        if waits:
+            await asyncio.gather(*waits)
+
+    async def _sync_session(self, s: Session, timeout: float) -> None:  # noqa: ASYNC109
+        conn = s.conn
+        if conn is None:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         conn.hb_waiters.append((s.seq, fut))
@@ -1388,31 +1480,43 @@ class FakeDiscord(World):
         try:
             await asyncio.wait_for(fut, timeout)
         except TimeoutError:
-            raise AssertionError(f"bot did not acknowledge events up to seq {s.seq} within {timeout}s") from None
+            raise AssertionError(f"bot did not acknowledge events up to seq {s.seq} on shard {list(s.shard)} "
+                                 f"within {timeout}s") from None
 
-    async def dispatch(self, event: str, data: dict) -> None:
-        """Send a gateway event (subject to intents) and wait until the bot processed it."""
-        self._emit(event, data)
+    async def dispatch(self, event: str, data: dict, *, shard: int | None = None) -> None:
+        """Send a gateway event (subject to intents) and wait until the bot processed it. It goes to the shard
+        of its guild, as on Discord; `shard` sends it on that shard's connection instead (a misrouted event)."""
+        if shard is None:
+            self._emit(event, data)
+        else:
+            s = self._pick(shard)
+            if s is None:
+                raise FakeDiscordError(f"no bot is connected on shard {shard}")
+            self._emit_to(s, event, data)
         await self.sync()
 
-    async def send_reconnect(self, *, wait: bool = True, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-        """Op 7 RECONNECT: discord.py closes and RESUMEs; waits for the RESUME by default."""
-        conn = self._connection()
-        if conn is None:
+    async def send_reconnect(self, *, wait: bool = True, timeout: float = 10.0,  # noqa: ASYNC109
+                             shard: int | None = None) -> None:
+        """Op 7 RECONNECT (to `shard`, default the lowest connected): discord.py closes and RESUMEs; waits for the
+        RESUME by default."""
+        s = self._pick(shard)
+        if s is None or s.conn is None:
             raise FakeDiscordError("no connected bot")
         self._resumed = asyncio.Event()
-        conn.queue.put_nowait({"op": 7, "s": None, "t": None, "d": None})
+        s.conn.queue.put_nowait({"op": 7, "s": None, "t": None, "d": None})
         if wait:
             await self.wait_resumed(timeout)
 
-    async def drop_connection(self, *, wait: bool = True, timeout: float = 10.0, code: int | None = None) -> None:  # noqa: ASYNC109
-        """Close the socket without a RECONNECT (abort the TCP connection, or close with `code`)."""
-        conn = self._connection()
-        if conn is None:
+    async def drop_connection(self, *, wait: bool = True, timeout: float = 10.0,  # noqa: ASYNC109
+                              code: int | None = None, shard: int | None = None) -> None:
+        """Close the socket of `shard` (default the lowest connected) without a RECONNECT (abort the TCP
+        connection, or close with `code`)."""
+        s = self._pick(shard)
+        if s is None or s.conn is None:
             raise FakeDiscordError("no connected bot")
+        conn = s.conn
         self._resumed = asyncio.Event()
-        if self._session is not None:
-            self._session.conn = None
+        s.conn = None
         if code is None:
             transport = conn.request.transport
             if transport is not None:
@@ -1439,18 +1543,21 @@ class FakeDiscord(World):
             raise AssertionError(f"bot did not RESUME within {timeout}s") from None
         await self.flush()
 
-    async def add_guild_live(self, name: str = "Studio", *, guild_id: int | None = None) -> int:
+    async def add_guild_live(self, name: str = "Studio", *, guild_id: int | None = None,
+                             shard: tuple[int, int] | None = None) -> int:
         """The bot joins a server: GUILD_CREATE (add channels/members afterwards: they dispatch too)."""
-        gid = self.add_guild(name, guild_id=guild_id)
+        gid = self.add_guild(name, guild_id=guild_id, shard=shard)
         await self.sync()
         return gid
 
-    def add_guild(self, name: str = "Studio", *, guild_id: int | None = None, owner_id: int | None = None) -> int:
+    def add_guild(self, name: str = "Studio", *, guild_id: int | None = None, owner_id: int | None = None,
+                  shard: tuple[int, int] | None = None) -> int:
+        """`shard=(shard_id, num_shards)` picks a fresh id whose events go to that shard."""
+        if shard is not None and guild_id is None:
+            guild_id = self.snowflake.on_shard(*shard)
         gid = super().add_guild(name, guild_id=guild_id, owner_id=owner_id)
-        s = self._session
-        if s is not None:
-            payload = self.guild_payload(gid, members=bool(s.intents & INTENT_GUILD_MEMBERS))
-            self._emit("GUILD_CREATE", payload)
+        for s in self._sessions_for(gid):
+            self._emit_to(s, "GUILD_CREATE", self.guild_payload(gid, members=bool(s.intents & INTENT_GUILD_MEMBERS)))
         return gid
 
     async def remove_guild_live(self, guild_id: int) -> None:
@@ -1462,9 +1569,15 @@ class FakeDiscord(World):
         await self.sync()
 
     # ================================================================== interactions (user side)
-    def _require_connected(self) -> None:
-        if self._connection() is None:
-            raise FakeDiscordError("no bot is connected to the gateway (did run_client() finish?)")
+    def _require_connected(self, guild_id: int | None = None) -> None:
+        if not any(s.conn is not None for s in self._sessions_for(guild_id)):
+            where = f"shard {self._shard_route(guild_id)}" if self._live else "the gateway"
+            raise FakeDiscordError(f"no bot is connected to {where} (did run_client() finish?)")
+
+    def _shard_route(self, guild_id: int | None) -> str:
+        """Where Discord would send this guild's events, for messages: '[1, 2]' (per shard count in use)."""
+        counts = sorted({count for _, count in self._live})
+        return ", ".join(f"[{0 if guild_id is None else shard_of(guild_id, c)}, {c}]" for c in counts)
 
     def _resolve_command(self, guild_id: int | None, command: str, kind: int = 1
                          ) -> tuple[dict, list[tuple[str, int]], dict]:
@@ -1681,26 +1794,39 @@ class FakeDiscord(World):
             payload["message"] = public(message)
         return payload
 
-    async def _interact(self, payload: dict, source: dict | None = None) -> InteractionHandle:
-        self._require_connected()
+    async def _interact(self, payload: dict, source: dict | None = None, *, shard: int | None = None
+                        ) -> InteractionHandle:
+        gid = event_guild("INTERACTION_CREATE", payload)
+        target = None
+        if shard is None:
+            self._require_connected(gid)
+        else:  # a misrouted interaction, for tests of a bot's own guard
+            target = self._pick(shard)
+            if target is None:
+                raise FakeDiscordError(f"no bot is connected on shard {shard}")
         h = InteractionHandle(self, payload)
         if source is not None:
             h.source_message = source
         self._by_id[h.id] = h
         self._by_token[h.token] = h
         self.interactions.append(h)
-        self._emit("INTERACTION_CREATE", payload)
+        if target is None:
+            self._emit("INTERACTION_CREATE", payload)
+        else:
+            self._emit_to(target, "INTERACTION_CREATE", payload)
         await self.flush()
         return h
 
     async def slash(self, guild_id: int | None, channel_id: int | None, user_id: int, command: str,
-                    options: dict | None = None, *, locale: str = "en-US") -> InteractionHandle:
-        """A user runs a registered slash command ("coach setup", options by name)."""
+                    options: dict | None = None, *, locale: str = "en-US", shard: int | None = None
+                    ) -> InteractionHandle:
+        """A user runs a registered slash command ("coach setup", options by name). It arrives on the shard of
+        its guild; `shard` delivers it on that shard's connection instead (a misrouted event)."""
         cmd, path, leaf = self._resolve_command(guild_id, command)
         self._check_can_use(cmd, guild_id, channel_id, user_id)
         opts, resolved = self._build_options(leaf.get("options") or [], options or {}, guild_id, channel_id, user_id)
         return await self._interact(self._command_payload(APPLICATION_COMMAND, cmd, path, opts, resolved,
-                                                          guild_id, channel_id, user_id, locale))
+                                                          guild_id, channel_id, user_id, locale), shard=shard)
 
     async def autocomplete(self, guild_id: int | None, channel_id: int | None, user_id: int, command: str,
                            options: dict, focused: str, *, locale: str = "en-US") -> InteractionHandle:

@@ -78,6 +78,16 @@ class Snowflakes:
         self._last = value
         return value
 
+    def on_shard(self, shard_id: int, count: int) -> int:
+        """A fresh snowflake whose guild events go to shard `shard_id` of `count` ((id >> 22) % count): its
+        timestamp part is moved forward by under `count` milliseconds."""
+        value = self()
+        stamp = value >> 22
+        stamp += (shard_id - stamp) % count
+        value = max(value, stamp << 22)
+        self._last = value
+        return value
+
 
 def overwrite(target_id: int, *, allow: int = 0, deny: int = 0, member: bool = False) -> dict:
     """A permission overwrite in Discord's shape (type 0 = role, 1 = member)."""
