@@ -223,6 +223,8 @@ class BounceBot(commands.AutoShardedBot):
         self.log_budget()
         if self.storage is None:
             self.storage = await Storage.open(self.settings.database)
+        # Scheduled work (due schedules, outbox leases, purges) only for the servers of this process's shards.
+        self.storage.only_shards(self.sharding.count, self.sharding.ids)
         for name in COGS:
             await self.load_extension(name)
         await self.outbox.start()

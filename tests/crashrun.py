@@ -53,7 +53,7 @@ class Drill:
         return f"{self.kills} kills, {self.missing} missing, {self.duplicates} duplicates"
 
 
-async def build(fake: FakeDiscord, db_path: Path, servers: int, dm_members: int) -> World:
+async def build(fake: FakeDiscord, db_path: Path, servers: int, dm_members: int, *, shards: int = 1) -> World:
     """Servers whose round and lesson are due this minute; one server with a round open and members whose DM
     check-ins are due this minute (their DM channels already known, so a DM costs one request)."""
     world = World()
@@ -62,7 +62,7 @@ async def build(fake: FakeDiscord, db_path: Path, servers: int, dm_members: int)
     store = await Storage.open(database(db_path))
     try:
         for i in range(servers):
-            guild = fake.add_guild(f"Studio {i}")
+            guild = fake.add_guild(f"Studio {i}", shard=(i % shards, shards))
             channel = fake.add_channel(guild, "check-ins")
             world.guilds.append((guild, channel))
             await store.upsert_guild(guild_id=guild, channel_id=channel, time_local=f"{due:%H:%M}", timezone="UTC",

@@ -155,8 +155,8 @@ class Database:
         return f"instr({text}, {part})"
 
     def text(self, value: str) -> str:
-        """A text literal that mixes with text columns where a query needs one type throughout (a recursive
-        CTE's columns): PostgreSQL's text columns are COLLATE "C", like SQLite's BINARY."""
+        """A text literal for where a query needs one type and collation throughout (a recursive CTE's
+        columns). The same on both today; the one place to change if PostgreSQL's columns get a collation."""
         return "'" + value.replace("'", "''") + "'"
 
     async def ping(self) -> None:
@@ -509,9 +509,6 @@ class PostgresDatabase(Database):
 
     def position(self, text: str, part: str) -> str:
         return f"strpos({text}, {part})"
-
-    def text(self, value: str) -> str:
-        return super().text(value) + ' COLLATE "C"'
 
 
 
