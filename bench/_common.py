@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -52,13 +54,23 @@ class StallMonitor:
             self._task.cancel()
 
 
+async def recommended_shards(fake: FakeDiscord) -> int:
+    """Discord's recommended shard count (GET /gateway/bot: one per 1,000 servers)."""
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{fake.api_base}/gateway/bot", headers={"Authorization": f"Bot {fake.token}"}) as answer:
+        return int((await answer.json())["shards"])
+
+
 async def start_bot(fake: FakeDiscord, db: Path, clock: FixedClock, **settings: object) -> BounceBot:
+    """A bot over every shard the stand-in recommends (Discord refuses more than 2,500 servers on one)."""
     values: dict[str, object] = {"discord_token": fake.token, "database_url": f"sqlite:///{db}",
                                  "discord_api_base": fake.api_base, "discord_gateway_url": fake.gateway_url,
                                  "log_level": "WARNING"}
     values.update(settings)
+    if "shard_count" not in values:
+        values["shard_count"] = await recommended_shards(fake)
     bot = BounceBot(Settings(_env_file=None, **values), clock=clock, rng=random.Random(1),  # type: ignore[call-arg]
-                    run_scheduler=False, guild_ready_timeout=0.05)
+                    run_scheduler=False, guild_ready_timeout=0.05, identify_spacing=0)
     bot._bench_task = await run_client(fake, bot, timeout=600)  # type: ignore[attr-defined]
     if bot.catch_up_task is not None:
         await bot.catch_up_task

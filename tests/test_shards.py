@@ -202,7 +202,7 @@ async def test_two_processes_each_take_only_their_shard(fake_discord: FakeDiscor
         await fake.sync()
         assert second.guild_channel(g1, cid) is not None and first.get_channel(cid) is None
         assert ("CHANNEL_CREATE", g1) in fake.events(1) and ("CHANNEL_CREATE", g1) not in fake.events(0)
-        # Each process keeps its own data: the second never saw the first server's setup.
+        # Each process answers from its own database (separate files here): the first server's setup is there.
         other = await fake.slash(g0, c0, admin0, "coach show")
         assert "20:00 (Europe/Berlin)" in await other.wait_text()
         # A DM belongs to shard 0, whichever server the member shares with the bot: the first process answers it.

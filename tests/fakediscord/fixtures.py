@@ -37,7 +37,7 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
 
 
 async def run_client(fake: FakeDiscord, client: discord.Client, *, timeout: float = 10.0) -> asyncio.Task:  # noqa: ASYNC109
-    """Point discord.py at `fake`, start `client`, and return once it IDENTIFIED and the client is ready
+    """Point discord.py at `fake`, start `client`, and return once the client is ready
     (an AutoShardedClient: every shard). Several clients may run at once (several shards' processes).
 
     Route.BASE / DiscordWebSocket.DEFAULT_GATEWAY are process globals: stop_client() of the last client running
@@ -46,13 +46,16 @@ async def run_client(fake: FakeDiscord, client: discord.Client, *, timeout: floa
     _SAVED.setdefault(id(client), next(iter(_SAVED.values()), (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)))
     Route.BASE = fake.api_base
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
-    identified = fake.identify_count
     task = asyncio.create_task(client.start(fake.token), name="fakediscord-client")
 
     async def ready() -> None:
-        while fake.identify_count == identified:  # noqa: ASYNC110  IDENTIFY comes after login() made the ready event
-            await asyncio.sleep(0.005)
-        await client.wait_until_ready()
+        await fake.ready.wait()  # set by the first IDENTIFY (of any client)
+        while True:
+            try:
+                await client.wait_until_ready()
+                return
+            except RuntimeError:  # this client's login() has not created its ready event yet
+                await asyncio.sleep(0.005)
 
     waiter = asyncio.create_task(ready())
     done, _ = await asyncio.wait({task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -78,6 +78,14 @@ class Snowflakes:
         self._last = value
         return value
 
+    def spread(self) -> int:
+        """A fresh snowflake at least one millisecond after the last one. Guilds made in a burst get consecutive
+        timestamps, so they fall evenly on every shard count ((id >> 22) % count), as real servers created over
+        years do; a burst of n guilds runs their timestamps up to n ms ahead of the clock."""
+        value = max(self(), ((self._last >> 22) + 1) << 22)
+        self._last = value
+        return value
+
     def on_shard(self, shard_id: int, count: int) -> int:
         """A fresh snowflake whose guild events go to shard `shard_id` of `count` ((id >> 22) % count): its
         timestamp part is moved forward by under `count` milliseconds."""
@@ -182,7 +190,7 @@ class World:
 
     # ------------------------------------------------------------------ guilds
     def add_guild(self, name: str = "Studio", *, guild_id: int | None = None, owner_id: int | None = None) -> int:
-        gid = guild_id or self.snowflake()
+        gid = guild_id or self.snowflake.spread()
         if owner_id is None:
             owner_id = self.snowflake()
             self._add_user(owner_id, f"owner-{name.lower().replace(' ', '-')}")
