@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -75,13 +76,20 @@ def stats(fake: FakeDiscord, since: int) -> dict[str, Any]:
 async def worker(world: dict[str, Any], database_url: str, count: int, ids: str, budget: float) -> None:
     """One bot process: connect its shards, say READY, wait for GO, post what is due, report one JSON line."""
 
-    class Handle:  # what run_client needs of the stand-in (it runs in another process)
+    class Handle:  # what run_client needs of the stand-in (it runs in another process): it then waits on the bot
         token, api_base, gateway_url = world["token"], world["api_base"], world["gateway_url"]
-        ready = asyncio.Event()
+        _reads = itertools.count()
 
-    Handle.ready.set()
+        def __init__(self) -> None:
+            self.ready = asyncio.Event()
+            self.ready.set()
+
+        @property
+        def identify_count(self) -> int:
+            return next(self._reads)
+
     clock = FixedClock(MINUTE - timedelta(hours=1))  # nothing due while connecting
-    bot = await start_bot(Handle, Path("unused"), clock, database_url=database_url,  # type: ignore[arg-type]
+    bot = await start_bot(Handle(), Path("unused"), clock, database_url=database_url,  # type: ignore[arg-type]
                           send_budget_per_second=budget, shard_count=count, shard_ids=ids,
                           instance_id=f"bench-{ids}")
     monitor = StallMonitor()
@@ -145,6 +153,7 @@ async def run_once(kind: str, url: str, servers: int, count: int, processes: int
             line_ = (await asyncio.wait_for(proc.stdout.readline(), 600)).decode().strip()  # type: ignore[union-attr]
             if line_ != "READY":
                 raise SystemExit(f"a bot process did not start: {line_!r}")
+        await fake.ready.wait()  # the stand-in's own "ready" answer is in (its pipe is ours again)
         await fake.call("mark")
         for proc in procs:
             proc.stdin.write(b"GO\n")  # type: ignore[union-attr]
