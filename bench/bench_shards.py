@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,12 @@ from _common import (
     start_bot,
     stop_bot,
 )
+from bench_rounds import MINUTE, stats  # the same minute and the same count of what Discord received
 
 from coach.clock import to_unix
 from coach.shards import format_shard_ids
 from coach.storage import Storage
 
-MESSAGES = "/channels/{channel_id}/messages"
-MINUTE = datetime(2026, 3, 2, 19, 0, tzinfo=UTC)  # 20:00 in Berlin
 HERE = str(Path(__file__).resolve())
 
 
@@ -57,17 +56,6 @@ def build_world(fake: FakeDiscord, servers: int, shards: int) -> dict[str, Any]:
         gid = fake.add_guild(f"Studio {i}", shard=(i % shards, shards))
         channels.append((gid, fake.add_channel(gid, "check-ins")))
     return {"channels": channels, "token": fake.token, "api_base": fake.api_base, "gateway_url": fake.gateway_url}
-
-
-def stats(fake: FakeDiscord, since: int) -> dict[str, Any]:
-    posts = [r for r in fake.requests[since:] if r.method == "POST" and r.route == MESSAGES]
-    per_channel: dict[str, int] = {}
-    for r in posts:
-        if r.status == 200:
-            per_channel[r.path] = per_channel.get(r.path, 0) + 1
-    return {"delivered": len(per_channel), "duplicates": sum(c - 1 for c in per_channel.values() if c > 1),
-            "global_429s": fake.global_429s, "busiest_window": fake.busiest_window(),
-            "violations": len(fake.violations)}
 
 
 # ---------------------------------------------------------------------------------------------------- a bot process
