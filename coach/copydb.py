@@ -28,14 +28,10 @@ from typing import Any
 import aiosqlite
 import asyncpg
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-POSTGRES_DIR = MIGRATIONS_DIR / "postgres"
-BASELINE = POSTGRES_DIR / "011_baseline.sql"
+from coach.storage.db import PG_MIGRATIONS_DIR, baseline_names, migrate_postgres, migrations
+
 BASELINE_VERSION = 11
-#: The advisory lock a process holds while it migrates a PostgreSQL database (pg_advisory_xact_lock's key).
-MIGRATION_LOCK = 0x626F756E6365  # "bounce"
 BATCH = 5000
-_MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 #: Database collations that sort text as SQLite does (by code point).
 CODE_POINT_ORDER = ("C", "POSIX", "C.UTF-8", "C.utf8")
 #: Tables that belong to the database itself rather than to a community.
@@ -64,28 +60,13 @@ class Refused(Exception):
 
 def baseline_migrations() -> list[tuple[int, str]]:
     """The versions and names the baseline stands for: the SQLite migrations 001..011."""
-    found = []
-    for path in sorted(MIGRATIONS_DIR.iterdir()):
-        m = _MIGRATION_RE.match(path.name)
-        if m and int(m.group(1)) <= BASELINE_VERSION:
-            found.append((int(m.group(1)), path.name))
-    if [v for v, _ in found] != list(range(1, BASELINE_VERSION + 1)):
-        raise RuntimeError(f"expected the SQLite migrations 001..{BASELINE_VERSION:03d} beside the baseline")
-    return found
+    return baseline_names(BASELINE_VERSION)
 
 
 async def apply_baseline(conn: asyncpg.Connection) -> bool:
-    """Create the whole schema on a database that has none, recording versions 1..11, under the migration lock.
-    Returns False (and changes nothing) when another process already did."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-        if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
-            if await conn.fetchval("SELECT COUNT(*) FROM schema_migrations"):
-                return False
-        await conn.execute(BASELINE.read_text(encoding="utf-8"))
-        await conn.executemany("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                               baseline_migrations())
-    return True
+    """Create the whole schema on a database that has none (the storage layer's own migration, under its
+    advisory lock). Returns False (and changes nothing) when another process already did."""
+    return await migrate_postgres(conn, migrations(PG_MIGRATIONS_DIR, baseline=True)) > 0
 
 
 # ---------------------------------------------------------------- reading both sides

@@ -26,7 +26,7 @@ PG_MIGRATIONS_DIR = MIGRATIONS_DIR / "postgres"
 _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _READ_ONLY = re.compile(r"\s*SELECT\b", re.IGNORECASE)  # statements SQLite's read connection may take
 _RETURNS_ROWS = re.compile(r"^\s*(SELECT|WITH|VALUES)\b|\bRETURNING\b", re.IGNORECASE)
-_PG_LOCK_KEY = 0x626F756E6365  # "bounce": the advisory lock that lets one process migrate while others wait
+PG_LOCK_KEY = 0x626F756E6365  # "bounce": the advisory lock that lets one process migrate while others wait
 
 Row = tuple[Any, ...]
 
@@ -385,6 +385,40 @@ def _args(sql: str, params: Any) -> tuple[str, Sequence[Any]]:
     return query, tuple(params)
 
 
+def baseline_names(version: int) -> list[tuple[int, str]]:
+    """What a PostgreSQL baseline numbered `version` stands for: the SQLite migrations 001..version, recorded
+    under their own names (so both dialects' schema_migrations read alike)."""
+    names = {v: name for v, name, _ in migrations(MIGRATIONS_DIR) if v <= version}
+    return [(v, names.get(v, f"{v:03d}_baseline")) for v in range(1, version + 1)]
+
+
+async def migrate_postgres(conn: Any, known: Sequence[tuple[int, str, str]]) -> int:
+    """Apply what the database lacks, on this asyncpg connection, under an advisory lock: one process migrates,
+    the others wait and then find nothing to do. A first file numbered above 001 is a baseline standing for
+    every version up to its own (PostgreSQL came after those). Returns how many migrations it applied."""
+    applied = 0
+    await conn.execute("SELECT pg_advisory_lock($1)", PG_LOCK_KEY)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied_at TEXT NOT NULL DEFAULT to_char(now() AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))")
+        current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        Database._too_new(current, known)
+        for index, (version, name, sql) in enumerate(known):
+            if version <= current:
+                continue
+            records = baseline_names(version) if index == 0 and current == 0 else [(version, name)]
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.executemany("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", records)
+            applied += 1
+            log.info("applied migration %s", name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", PG_LOCK_KEY)
+    return applied
+
+
 def _plain(record: Any) -> Row:
     # SUM over BIGINT is NUMERIC in PostgreSQL: hand back ints, as SQLite does.
     return tuple(int(v) if type(v) is Decimal else v for v in record)
@@ -433,29 +467,8 @@ class PostgresDatabase(Database):
         await self.pool.close()
 
     async def _migrate(self, known: Sequence[tuple[int, str, str]]) -> None:
-        """Apply what this database lacks, under an advisory lock: one process migrates, the others wait and
-        then find nothing to do. A first file numbered above 001 is a baseline standing for every version up to
-        its own (PostgreSQL came after those); it is recorded as each of them."""
         async with self.pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", _PG_LOCK_KEY)
-            try:
-                await conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                    "applied_at TEXT NOT NULL DEFAULT to_char(now() AT TIME ZONE 'UTC', "
-                    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))")
-                current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                self._too_new(current, known)
-                for index, (version, name, sql) in enumerate(known):
-                    if version <= current:
-                        continue
-                    covers = range(1, version + 1) if index == 0 and current == 0 else (version,)
-                    async with conn.transaction():
-                        await conn.execute(sql)
-                        await conn.executemany("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                                               [(v, name) for v in covers])
-                    log.info("applied migration %s", name)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", _PG_LOCK_KEY)
+            await migrate_postgres(conn, known)
 
     @staticmethod
     async def _run_on(conn: Any, sql: str, params: Any) -> Cursor:
