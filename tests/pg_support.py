@@ -5,12 +5,13 @@ sequence of writes that runs on both databases."""
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from coach.storage.db import pg_sql
 
 PG_URL = os.environ.get("BOUNCE_TEST_PG_URL", "")
 
@@ -23,16 +24,8 @@ T = 1_772_000_000          # epoch seconds
 
 
 def dollar_params(sql: str) -> str:
-    """`?` placeholders as asyncpg's `$1, $2, ...` (a `?` inside a quoted string stays)."""
-    parts = re.split(r"('(?:[^']|'')*')", sql)
-    n = 0
-
-    def number(_: re.Match[str]) -> str:
-        nonlocal n
-        n += 1
-        return f"${n}"
-
-    return "".join(p if p.startswith("'") else re.sub(r"\?", number, p) for p in parts)
+    """`?` placeholders as asyncpg's `$1, $2, ...`: the storage layer's own rewrite."""
+    return pg_sql(sql)[0]
 
 
 def with_database(url: str, name: str) -> str:
