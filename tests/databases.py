@@ -69,19 +69,21 @@ async def _make_template() -> None:
     await store.close()
 
 
-def database(path: Path) -> Path | str:
+def database(path: Path, *, empty: bool = False) -> Path | str:
     """What Storage.open (and DATABASE_URL) should get for the test database `path` names: the path itself on
-    SQLite; on PostgreSQL the URL of a database made for it (the same path gives the same database)."""
+    SQLite; on PostgreSQL the URL of a database made for it (the same path gives the same database), migrated
+    already unless `empty` (then the first Storage.open migrates it, as a new SQLite file is migrated)."""
     global _template_ready
     if not PG_ADMIN_URL:
         return path
     name = "t_" + hashlib.sha1(str(path).encode()).hexdigest()[:20]
     with _lock:
-        if not _template_ready:
+        if not _template_ready and not empty:
             _in_thread(_make_template)
             _template_ready = True
         if name not in _created:
-            _in_thread(_admin, f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+            _in_thread(_admin, f'CREATE DATABASE "{name}"' if empty else
+                       f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
             _created.append(name)
     return _url_for(name)
 
