@@ -206,7 +206,8 @@ class Ledger(Base):
         change the freeze count: the answers between two misses earn floor(answers / 7) freezes (at most 2
         held), and a miss uses one if there is one, else it is a hard break. So the recursive part walks a
         member's misses, not every day. The open round is the latest posted round (`open_date` overrides it,
-        for tests of the rule). Rounds never posted don't exist here, so they break nobody.
+        for tests of the rule). Rounds never posted don't exist here, so they break nobody. (A walk starts with
+        no break: '' with the dates' collation, which PostgreSQL wants the same in both halves of the recursion.)
         """
         ids = sorted(set(user_ids))
         if not ids:
@@ -233,7 +234,7 @@ class Ledger(Base):
                         AND c.local_date > miss1.prev AND c.local_date < miss1.d) / {FREEZE_EVERY}
                     FROM miss1),
                 walk(uid, n, held, brk) AS (
-                    SELECT uid, 0, CAST(0 AS BIGINT), '' FROM cand
+                    SELECT uid, 0, CAST(0 AS BIGINT), (SELECT SUBSTR(d, 1, 0) FROM open_round) FROM cand
                     UNION ALL
                     SELECT w.uid, w.n + 1, CASE WHEN w.held + m.earned >= {FREEZE_MAX} THEN {FREEZE_MAX - 1}
                                                  WHEN w.held + m.earned > 0 THEN w.held + m.earned - 1 ELSE 0 END,
