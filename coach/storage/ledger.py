@@ -218,17 +218,19 @@ class Ledger(Base):
                 open_round(d) AS (SELECT COALESCE(?2, (SELECT MAX(local_date) FROM rounds
                                                        WHERE guild_id = ?1 AND state = 'posted'), '')),
                 opts(on_) AS (SELECT COALESCE((SELECT freezes FROM reward_settings WHERE guild_id = ?1), 1)),
+                answered(uid, d) AS (
+                    SELECT c.user_id, c.local_date FROM cand JOIN checkins c ON c.guild_id = ?1
+                    AND c.user_id = cand.uid),
                 miss0(uid, d) AS (
                     SELECT uid, r.local_date FROM cand, rounds r
                     WHERE r.guild_id = ?1 AND r.state = 'posted' AND r.local_date <> (SELECT d FROM open_round)
-                    AND NOT EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = cand.uid
-                                    AND c.local_date = r.local_date)
+                    AND NOT EXISTS (SELECT 1 FROM answered c WHERE c.uid = cand.uid AND c.d = r.local_date)
                     AND NOT EXISTS (SELECT 1 FROM away_periods a WHERE a.guild_id = ?1 AND a.user_id = cand.uid
                                     AND r.local_date BETWEEN a.start_date AND a.end_date)),
                 miss1(uid, n, d, prev) AS (
                     SELECT uid, ROW_NUMBER() OVER w, d, COALESCE(LAG(d) OVER w, '') FROM miss0
                     WINDOW w AS (PARTITION BY uid ORDER BY d)),
-                misses(uid, n, d, earned) AS (
+                misses(uid, n, d, earned) AS MATERIALIZED (
                     SELECT uid, n, d, (SELECT on_ FROM opts) * (
                         SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = miss1.uid
                         AND c.local_date > miss1.prev AND c.local_date < miss1.d) / {FREEZE_EVERY}
