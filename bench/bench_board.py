@@ -148,6 +148,10 @@ METRICS: tuple[tuple[str, str, float | None], ...] = (
     ("stats", "/stats with heatmap interaction p95", 150),
 )
 
+#: Shorter names for the side-by-side table.
+SHORT = {"first": "first board of a new week / month, worst", "page": "whole page data p95 (scores, streaks, names)",
+         "lb": "/leaderboard interaction p95 (round trip)", "stats": "/stats with heatmap p95"}
+
 
 def figure(samples: list[float], key: str) -> float:
     return max(samples) if key == "first" else percentile(samples, 95)
@@ -238,9 +242,10 @@ async def explain_page(bot: Any, guild: int, caller: int) -> None:  # noqa: ANN4
 
 
 @contextlib.asynccontextmanager
-async def postgres_database(admin_url: str | None) -> AsyncIterator[str]:
+async def postgres_database(admin_url: str | None, settings: list[str]) -> AsyncIterator[str]:
     """A fresh, empty database on the server of `admin_url` (or on a throwaway server from scripts/pg.sh when
-    None), dropped afterwards; yields its URL."""
+    None), with these `name=value` settings for its sessions (ALTER DATABASE … SET), dropped afterwards; yields
+    its URL."""
     import asyncpg  # only with --pg / --postgres
 
     state, env = None, dict(os.environ)
@@ -255,6 +260,9 @@ async def postgres_database(admin_url: str | None) -> AsyncIterator[str]:
         conn = await asyncpg.connect(admin_url)
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
+            for setting in settings:
+                key, _, value = setting.partition("=")
+                await conn.execute(f'ALTER DATABASE "{name}" SET {key.strip()} = {quote(value.strip())}')
         finally:
             await conn.close()
         try:
@@ -269,6 +277,10 @@ async def postgres_database(admin_url: str | None) -> AsyncIterator[str]:
         if state is not None:
             await asyncio.to_thread(subprocess.run, ["bash", str(PG_SH), "stop"], env=env, check=False)
             shutil.rmtree(state, ignore_errors=True)
+
+
+def quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 async def fill_postgres(db_path: Path, url: str) -> bool:
@@ -297,7 +309,7 @@ def table(columns: dict[str, dict[str, list[float]]]) -> tuple[list[str], bool]:
     """One row per figure: metric | one column per database | target. Also whether every target was met."""
     ok = True
     names = list(columns)
-    width = max(len(label.strip()) for _, label, _ in METRICS) + 2
+    width = max(len(SHORT.get(key, label.strip())) for key, label, _ in METRICS) + 12
     rows = [f"{'metric':<{width}}" + "".join(f" | {n:>18}" for n in names) + " | target",
             "-" * width + "".join(" | " + "-" * 18 for _ in names) + " | " + "-" * 14]
     for key, label, target in METRICS:
@@ -307,14 +319,15 @@ def table(columns: dict[str, dict[str, list[float]]]) -> tuple[list[str], bool]:
             met = target is None or value <= target
             ok &= met
             cells.append(f" | {value:>9,.1f} ms {verdict(met) if target is not None else '':>6}")
+        label = SHORT.get(key, label.strip())
         if key == "stats":
             label += f" ({len(columns[names[0]][key])} runs)"
-        rows.append(f"{label.strip():<{width}}" + "".join(cells) + " | "
+        rows.append(f"{label:<{width}}" + "".join(cells) + " | "
                     + (f"<= {target:g} ms" if target is not None else "informational"))
     return rows, ok
 
 
-async def main(count: int, keep: str | None, postgres: str | None, explain: bool) -> int:
+async def main(count: int, keep: str | None, postgres: str | None, explain: bool, pg_settings: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     fake = FakeDiscord()
     await fake.start()
@@ -343,7 +356,7 @@ async def main(count: int, keep: str | None, postgres: str | None, explain: bool
             async with contextlib.AsyncExitStack() as stack:
                 pg_url = None
                 if postgres is not None:
-                    pg_url = await stack.enter_async_context(postgres_database(postgres or None))
+                    pg_url = await stack.enter_async_context(postgres_database(postgres or None, pg_settings))
                     # Copied before SQLite is measured: the copy is the database as built, not as measured.
                     ok &= await fill_postgres(db_path, pg_url)
                 columns["SQLite"] = await measure(fake, guild, channel, callers, db_path, f"sqlite:///{db_path}",
@@ -385,6 +398,9 @@ if __name__ == "__main__":
                        help="also measure PostgreSQL on a throwaway server (scripts/pg.sh), stopped afterwards")
     parser.add_argument("--explain", action="store_true",
                         help="with --pg/--postgres: print PostgreSQL's EXPLAIN ANALYZE of a leaderboard page's queries")
+    parser.add_argument("--pg-set", action="append", default=[], metavar="NAME=VALUE",
+                        help="with --pg/--postgres: a setting for the bench database's sessions (ALTER DATABASE … "
+                             "SET), e.g. plan_cache_mode=force_custom_plan; repeatable")
     args = parser.parse_args()
     pg = args.postgres if args.postgres else ("" if args.pg else None)
-    raise SystemExit(asyncio.run(main(args.count, args.keep, pg, args.explain)))
+    raise SystemExit(asyncio.run(main(args.count, args.keep, pg, args.explain, args.pg_set)))
