@@ -1,6 +1,7 @@
 """Leaderboard and /stats on a big database: 1,000,000 check-ins over 1,000 servers, the largest ~130,000.
 
 Usage: python bench/bench_board.py [--count 200] [--keep PATH] [--pg | --postgres ADMIN_URL] [--explain]
+                                   [--pg-set NAME=VALUE ...]
 Targets (largest server): leaderboard query p95 <= 10 ms; whole /leaderboard interaction p95 <= 30 ms;
 /stats with its heatmap picture p95 <= 150 ms. The interactions go through the loopback Discord (in this
 process, so its own bookkeeping and contract checks count towards the figures) to a real BounceBot.
