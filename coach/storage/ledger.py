@@ -204,45 +204,52 @@ class Ledger(Base):
         A member's streak is the number of days they answered after their last hard break. Misses are the
         posted rounds, other than the open one, that they neither answered nor were away for. Only misses
         change the freeze count: the answers between two misses earn floor(answers / 7) freezes (at most 2
-        held), and a miss uses one if there is one, else it is a hard break. So the recursive part walks a
-        member's misses, not every day. The open round is the latest posted round (`open_date` overrides it,
-        for tests of the rule). Rounds never posted don't exist here, so they break nobody.
+        held), and a miss uses one if there is one, else it is a hard break. So one query lists every miss with
+        the freezes earned before it, the walk over a member's misses runs here (in SQL it was a recursive join
+        that PostgreSQL re-read whole at every step), and a second query counts the answers after each member's
+        last break. The open round is the latest posted round (`open_date` overrides it, for tests of the rule).
+        Rounds never posted don't exist here, so they break nobody.
         """
         ids = sorted(set(user_ids))
         if not ids:
             return {}
-        values = id_values(len(ids), first=3)
-        rows = await self.fetchall(
-            f"""WITH RECURSIVE cand(uid) AS (VALUES {values}),
+        misses = await self.fetchall(
+            f"""WITH cand(uid) AS (VALUES {id_values(len(ids), first=3)}),
                 open_round(d) AS (SELECT COALESCE(?2, (SELECT MAX(local_date) FROM rounds
                                                        WHERE guild_id = ?1 AND state = 'posted'), '')),
                 opts(on_) AS (SELECT COALESCE((SELECT freezes FROM reward_settings WHERE guild_id = ?1), 1)),
+                answered(uid, d) AS (
+                    SELECT c.user_id, c.local_date FROM cand JOIN checkins c ON c.guild_id = ?1
+                    AND c.user_id = cand.uid),
                 miss0(uid, d) AS (
                     SELECT uid, r.local_date FROM cand, rounds r
                     WHERE r.guild_id = ?1 AND r.state = 'posted' AND r.local_date <> (SELECT d FROM open_round)
-                    AND NOT EXISTS (SELECT 1 FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = cand.uid
-                                    AND c.local_date = r.local_date)
+                    AND NOT EXISTS (SELECT 1 FROM answered c WHERE c.uid = cand.uid AND c.d = r.local_date)
                     AND NOT EXISTS (SELECT 1 FROM away_periods a WHERE a.guild_id = ?1 AND a.user_id = cand.uid
                                     AND r.local_date BETWEEN a.start_date AND a.end_date)),
-                miss1(uid, n, d, prev) AS (
-                    SELECT uid, ROW_NUMBER() OVER w, d, COALESCE(LAG(d) OVER w, '') FROM miss0
-                    WINDOW w AS (PARTITION BY uid ORDER BY d)),
-                misses(uid, n, d, earned) AS (
-                    SELECT uid, n, d, (SELECT on_ FROM opts) * (
-                        SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = miss1.uid
-                        AND c.local_date > miss1.prev AND c.local_date < miss1.d) / {FREEZE_EVERY}
-                    FROM miss1),
-                walk(uid, n, held, brk) AS (
-                    SELECT uid, 0, CAST(0 AS BIGINT), {self.db.text('')} FROM cand
-                    UNION ALL
-                    SELECT w.uid, w.n + 1, CASE WHEN w.held + m.earned >= {FREEZE_MAX} THEN {FREEZE_MAX - 1}
-                                                 WHEN w.held + m.earned > 0 THEN w.held + m.earned - 1 ELSE 0 END,
-                           CASE WHEN w.held + m.earned > 0 THEN w.brk ELSE m.d END
-                    FROM walk w JOIN misses m ON m.uid = w.uid AND m.n = w.n + 1),
-                last_break(uid, b) AS (SELECT uid, MAX(brk) FROM walk GROUP BY uid)
-               SELECT uid, (SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = last_break.uid
-                            AND c.local_date > last_break.b) FROM last_break""",
+                miss1(uid, d, prev) AS (
+                    SELECT uid, d, COALESCE(LAG(d) OVER (PARTITION BY uid ORDER BY d), '') FROM miss0)
+               SELECT uid, d, (SELECT on_ FROM opts) * (
+                   SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = miss1.uid
+                   AND c.local_date > miss1.prev AND c.local_date < miss1.d) / {FREEZE_EVERY}
+               FROM miss1 ORDER BY uid, d""",
             (guild_id, open_date, *ids),
+        )
+        held: dict[int, int] = {}
+        last_break = dict.fromkeys(ids, "")
+        for uid, day, earned in misses:
+            freezes = held.get(uid, 0) + earned
+            if freezes > 0:
+                held[uid] = min(freezes, FREEZE_MAX) - 1
+            else:
+                held[uid] = 0
+                last_break[uid] = day
+        values = ", ".join(f"(CAST(?{2 * i + 2} AS BIGINT), CAST(?{2 * i + 3} AS TEXT))" for i in range(len(ids)))
+        rows = await self.fetchall(
+            f"""WITH brk(uid, b) AS (VALUES {values})
+               SELECT uid, (SELECT COUNT(*) FROM checkins c WHERE c.guild_id = ?1 AND c.user_id = brk.uid
+                            AND c.local_date > brk.b) FROM brk""",
+            (guild_id, *(v for uid in ids for v in (uid, last_break[uid]))),
         )
         return {r[0]: r[1] for r in rows}
 
