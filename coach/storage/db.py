@@ -154,11 +154,6 @@ class Database:
         """SQL for where `part` starts in `text` (1-based; 0 when absent)."""
         return f"instr({text}, {part})"
 
-    def text(self, value: str) -> str:
-        """A text literal for where a query needs one type and collation throughout (a recursive CTE's
-        columns). The same on both today; the one place to change if PostgreSQL's columns get a collation."""
-        return "'" + value.replace("'", "''") + "'"
-
     async def ping(self) -> None:
         await self.fetchone("SELECT COUNT(*) FROM schema_migrations")
 
@@ -449,7 +444,10 @@ class PostgresDatabase(Database):
         import asyncpg  # only needed with a postgresql:// DATABASE_URL
 
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, command_timeout=60)
+            # Custom plans always: a prepared statement's generic plan cannot know that one server holds a tenth
+            # of all check-ins (measured: the leaderboard's streak query 15.6 ms generic, 7.6 ms custom).
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, command_timeout=60,
+                                             server_settings={"plan_cache_mode": "force_custom_plan"})
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StorageError(f"cannot connect: {exc}") from exc
         store = cls(pool, url)
