@@ -64,6 +64,21 @@ def test_bot_refuses_a_newer_database_with_one_line(tmp_path: Path) -> None:
     assert "schema version 999" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_bot_says_in_one_line_that_postgresql_is_unreachable_without_its_password(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a free port: nobody listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))} | OFFLINE
+    env.update(DISCORD_TOKEN="not-a-real-token", DATABASE_URL=f"postgresql://bounce:hunter2@127.0.0.1:{port}/b")
+    result = subprocess.run([sys.executable, str(ROOT / "bot.py")], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"bounce:***@127.0.0.1:{port}/b: cannot connect" in result.stderr
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_malformed_setting_exits_2_naming_it(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_"))} | OFFLINE
     env.update(DISCORD_TOKEN="x", LOG_LEVEL="loud")
