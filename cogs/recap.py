@@ -1,4 +1,4 @@
-"""The weekly recap: queued with the first round posted in a week (coach/storage.py), posted through the outbox."""
+"""The weekly recap: queued with the first round posted in a week (coach/storage/outbox.py), posted through the outbox."""
 
 from __future__ import annotations
 

@@ -126,9 +126,7 @@ class DMs(Base):
             (guild_id, user_id, since))
         return row[0]
 
-    # ============================================================ DM check-ins (section: DM feature)
-    # Row classes live in this section (DMSchedule, DMRound) so the whole
-    # feature stays inside it; coach/dm.py re-exports them.
+    # ------------------------------------------------------------ DM check-ins (rows: DMSchedule, DMRound)
 
     _DM_SCHEDULE_COLS = ("guild_id, user_id, enabled, time_local, timezone, days, next_due, off_reason, off_at, "
                          "member_checked_at")

@@ -90,9 +90,7 @@ class Ledger(Base):
         )
         return row[0]
 
-    # ============================================================ leaderboard, stats, seasons, export (section: board)
-    # Row classes live in this section (BoardScore, Season, ExportRow,
-    # FinishedProject).
+    # ------------------------------------------------------------ leaderboard, stats, seasons (rows: BoardScore, Season)
 
 
     # ------------------------------------------------------------ board: scores

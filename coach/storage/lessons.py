@@ -14,8 +14,7 @@ log = logging.getLogger(__name__)
 
 
 class Lessons(Base):
-    # ============================================================ lessons (section: lessons feature)
-    # Row classes live in this section (LessonSchedule, LessonPost, Reflection).
+    # ------------------------------------------------------------ lessons (rows: LessonSchedule, LessonPost, Reflection)
 
     _LESSON_SCHEDULE_COLS = ("guild_id, channel_id, weekday, time_local, timezone, next_due, last_error, "
                              "last_error_at, error_told")

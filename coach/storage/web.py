@@ -14,8 +14,7 @@ log = logging.getLogger(__name__)
 
 
 class WebPages(Base):
-    # ============================================================ web: the server's page, /me public, health
-    # (section: web feature)
+    # ------------------------------------------------------------ the server's page, /me public, health
 
     async def web_page_token(self, guild_id: int) -> str | None:
         """The token in the server's page address, or None while its page is off."""
