@@ -192,7 +192,7 @@ async def build_page(storage: Storage, *, guild_id: int, server_name: str | None
     longest = sorted(streaks.items(), key=lambda item: (-item[1], item[0]))[:STREAK_ROWS]
 
     finished = await storage.recent_finished_projects(guild_id, WALL_SCAN)
-    named = await storage.may_name_publicly(guild_id, {p.user_id for p in finished})
+    named = await storage.nameable_members(guild_id, {p.user_id for p in finished}, on_page=True)
     wall = [p for p in finished if p.user_id in named][:WALL_ROWS]
 
     names = await storage.display_names(guild_id, [r.score.user_id for r in top] + [u for u, _ in longest])

@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 class Privacy(Base):
     _PURGE_CHUNK = 5000  # rows a purge deletes per transaction
     # ------------------------------------------------------------ public names (announce off holds everywhere)
-    # Every public surface (celebration, weekly recap, a later server page) names members only through
-    # may_name_publicly(members.announce), the SQLite function registered from coach.members in `open`.
+    # Every public surface (celebration, weekly recap, the server page) names members only through
+    # may_name_publicly(members.announce): on SQLite the Python rule of coach.members registered by the database
+    # layer, on PostgreSQL the same rule as an SQL function of the baseline schema.
 
     async def public_finished_projects(self, guild_id: int, start: int, end: int,
                                        limit: int = 50) -> PublicFinished:
@@ -34,16 +35,18 @@ class Privacy(Base):
         total = await self.fetchone(f"SELECT COUNT(*) FROM projects p WHERE {where}", (guild_id, start, end))
         return PublicFinished([FinishedProject(*r) for r in rows], total[0])
 
-    async def nameable_members(self, guild_id: int, user_ids: Iterable[int]) -> set[int]:
-        """Those of `user_ids` who may be named publicly in this server (members never stored: the default)."""
+    async def nameable_members(self, guild_id: int, user_ids: Iterable[int], *, on_page: bool = False) -> set[int]:
+        """Those of `user_ids` who may be named publicly in this server (members never stored: the default);
+        with `on_page`, also not off the server's page (/me public off)."""
         ids = sorted(set(user_ids))
         if not ids:
             return set()
         values = id_values(len(ids))
+        page = " AND COALESCE(m.public, 1) = 1" if on_page else ""
         rows = await self.fetchall(
             f"""WITH cand(uid) AS (VALUES {values})
                SELECT uid FROM cand LEFT JOIN members m ON m.guild_id = ? AND m.user_id = cand.uid
-               WHERE may_name_publicly(m.announce) = 1""",
+               WHERE may_name_publicly(m.announce) = 1{page}""",
             (*ids, guild_id),
         )
         return {r[0] for r in rows}

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from datetime import datetime
 
 from coach.clock import to_unix
-from coach.storage.base import Base, id_values
+from coach.storage.base import Base
 from coach.storage.rows import BoardScore, FinishedProject
 
 log = logging.getLogger(__name__)
@@ -69,21 +68,6 @@ class WebPages(Base):
             (guild_id, period_id, cut_points),
         )
         return [BoardScore(*r) for r in rows], total
-
-    async def may_name_publicly(self, guild_id: int, user_ids: Iterable[int]) -> set[int]:
-        """Of `user_ids`, the members whose finished projects the page may name: the one public-naming rule
-        (coach.members.may_name_publicly, announcements on) and not off the pages (/me public off)."""
-        ids = sorted(set(user_ids))
-        if not ids:
-            return set()
-        values = id_values(len(ids))
-        rows = await self.fetchall(
-            f"""WITH cand(uid) AS (VALUES {values})
-               SELECT uid FROM cand LEFT JOIN members m ON m.guild_id = ? AND m.user_id = cand.uid
-               WHERE may_name_publicly(m.announce) = 1 AND COALESCE(m.public, 1) = 1""",
-            (*ids, guild_id),
-        )
-        return {r[0] for r in rows}
 
     async def recent_finished_projects(self, guild_id: int, limit: int) -> list[FinishedProject]:
         """The server's finished projects, newest first (names unfiltered: the caller applies the rule)."""
