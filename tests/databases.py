@@ -88,8 +88,8 @@ def database(path: Path, *, empty: bool = False) -> Path | str:
     return _url_for(name)
 
 
-def database_url(path: Path) -> str:
-    target = database(path)
+def database_url(path: Path, *, empty: bool = False) -> str:
+    target = database(path, empty=empty)
     return target if isinstance(target, str) else f"sqlite:///{target}"
 
 

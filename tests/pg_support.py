@@ -4,16 +4,16 @@ sequence of writes that runs on both databases."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from coach.storage.db import pg_sql
+from tests.databases import PG_ADMIN_URL, database_url
 
-PG_URL = os.environ.get("BOUNCE_TEST_PG_URL", "")
+PG_URL = PG_ADMIN_URL
 
 #: A module that needs PostgreSQL starts with `if not PG_URL: pytest.skip(SKIP_REASON, allow_module_level=True)`.
 SKIP_REASON = "BOUNCE_TEST_PG_URL is not set: `bash scripts/test-pg.sh` runs these on a throwaway PostgreSQL"
@@ -28,26 +28,10 @@ def dollar_params(sql: str) -> str:
     return pg_sql(sql)[0]
 
 
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @asynccontextmanager
 async def fresh_database() -> AsyncIterator[str]:
-    """An empty database of its own on the test server; dropped afterwards. Yields its URL."""
-    import asyncpg
-
-    name = f"bounce_t_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(PG_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield with_database(PG_URL, name)
-        finally:
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    """An empty database of its own on the test server (tests/databases.py drops it when the test ends)."""
+    yield database_url(Path(f"fresh-{secrets.token_hex(6)}"), empty=True)
 
 
 def script() -> Iterator[tuple[str, tuple[Any, ...]]]:
