@@ -53,6 +53,31 @@ class StallMonitor:
         if self._task:
             self._task.cancel()
 
+    def longest(self, count: int = 5) -> list[tuple[float, float]]:
+        """The `count` longest stalls over 50 ms: (seconds since start, stall)."""
+        return sorted(self.stalls, key=lambda s: -s[1])[:count]
+
+    def describe(self) -> str:
+        return "longest stalls (at s: ms): " + ", ".join(f"{at:.1f}: {ms * 1000:.0f}" for at, ms in self.longest())
+
+
+async def fan_out(bot: BounceBot, clock: FixedClock, at: Any,
+                  before: Callable[[], Any] | None = None) -> tuple[float, StallMonitor]:
+    """The measured part of a fan-out benchmark: move the clock to `at`, (await `before()`, e.g. the stand-in's
+    mark), then one tick to its end (everything due sent) under a stall monitor, then a second tick, which must
+    send nothing. Returns the first tick's seconds and the monitor."""
+    monitor = StallMonitor()
+    clock.set(at)
+    if before is not None:
+        await before()
+    monitor.start()
+    started = time.perf_counter()
+    await bot.tick()
+    elapsed = time.perf_counter() - started
+    monitor.stop()
+    await bot.tick()
+    return elapsed, monitor
+
 
 async def recommended_shards(fake: FakeDiscord) -> int:
     """Discord's recommended shard count (GET /gateway/bot: one per 1,000 servers)."""

@@ -18,12 +18,11 @@ import collections
 import gc
 import logging
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import FakeDiscord, FixedClock, StallMonitor, launch_fake, line, serve_fake, start_bot, stop_bot
+from _common import FakeDiscord, FixedClock, fan_out, launch_fake, line, serve_fake, start_bot, stop_bot
 from bench_dm import build_world  # the same server and members, DM channels known
 
 from coach.clock import to_unix
@@ -97,16 +96,8 @@ async def main(members: int, due: int, budget: float, in_process: bool) -> int:
         gc.collect()
         clock = FixedClock(MINUTE - timedelta(hours=1))  # nothing due while connecting
         bot = await start_bot(fake, db, clock, send_budget_per_second=budget)  # type: ignore[arg-type]
-        monitor = StallMonitor()
         try:
-            clock.set(MINUTE + timedelta(seconds=60))
-            await fake.call("mark")
-            monitor.start()
-            started = time.perf_counter()
-            await bot.tick()
-            elapsed = time.perf_counter() - started
-            monitor.stop()
-            await bot.tick()  # a second pass must send nothing
+            elapsed, monitor = await fan_out(bot, clock, MINUTE + timedelta(seconds=60), lambda: fake.call("mark"))
             figures = await fake.call("stats")
             sent = await bot.storage.fetchone("SELECT COUNT(*), COUNT(DISTINCT user_id) FROM nudges "
                                               "WHERE state = 'sent'")
@@ -128,8 +119,7 @@ async def main(members: int, due: int, budget: float, in_process: bool) -> int:
     print(line("global 429s", figures["global_429s"], "", "0", figures["global_429s"] == 0))
     print(f"busiest second: {figures['busiest_second']} requests; contract violations: {figures['violations']}")
     if monitor.stalls:
-        worst = sorted(monitor.stalls, key=lambda s: -s[1])[:5]
-        print("longest stalls (at s: ms): " + ", ".join(f"{at:.1f}: {ms * 1000:.0f}" for at, ms in worst))
+        print(monitor.describe())
     ok = (monitor.worst <= 0.1 and elapsed <= 1.1 * floor and per_nudge == 1 and duplicates == 0
           and figures["global_429s"] == 0 and figures["delivered"] == due and figures["violations"] == 0)
     return 0 if ok else 1

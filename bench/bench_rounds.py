@@ -16,7 +16,6 @@ import asyncio
 import collections
 import logging
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 from _common import (
     FakeDiscord,
     FixedClock,
-    StallMonitor,
+    fan_out,
     launch_fake,
     line,
     run_repeated,
@@ -78,16 +77,8 @@ async def main(servers: int, budget: float, in_process: bool) -> tuple[int, str]
         await fill_database(db, world["channels"])
         clock = FixedClock(MINUTE - timedelta(hours=1))  # nothing due while connecting
         bot = await start_bot(fake, db, clock, send_budget_per_second=budget)  # type: ignore[arg-type]
-        monitor = StallMonitor()
         try:
-            clock.set(MINUTE + timedelta(seconds=60))
-            await fake.call("mark")
-            monitor.start()
-            started = time.perf_counter()
-            await bot.tick()
-            elapsed = time.perf_counter() - started
-            monitor.stop()
-            await bot.tick()  # a second pass must post nothing
+            elapsed, monitor = await fan_out(bot, clock, MINUTE + timedelta(seconds=60), lambda: fake.call("mark"))
             figures = await fake.call("stats")
             pacer = bot.pacer.take_counts()
             rows = await bot.storage.fetchone("SELECT COUNT(*), COUNT(DISTINCT guild_id) FROM rounds "
@@ -110,8 +101,7 @@ async def main(servers: int, budget: float, in_process: bool) -> tuple[int, str]
           f"{figures['busiest_second']}); contract violations: {figures['violations']}")
     print("the bot's pacer counted: " + ", ".join(f"{k} {v:,}" for k, v in sorted(pacer.items())))
     if monitor.stalls:
-        worst = sorted(monitor.stalls, key=lambda s: -s[1])[:5]
-        print("longest stalls (at s: ms): " + ", ".join(f"{at:.1f}: {ms * 1000:.0f}" for at, ms in worst))
+        print(monitor.describe())
     ok = (monitor.worst <= 0.1 and elapsed <= 1.1 * floor and duplicates == 0 and figures["global_429s"] == 0
           and figures["delivered"] == servers and figures["violations"] == 0)
     row = (f"stall {monitor.worst * 1000:.0f} ms (<= 100), time {elapsed:.1f} s (<= {1.1 * floor:.1f}), "

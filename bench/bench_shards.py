@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +34,7 @@ from _common import (
     FakeDiscord,
     FixedClock,
     RemoteFake,
-    StallMonitor,
+    fan_out,
     line,
     serve_fake,
     start_bot,
@@ -80,18 +79,11 @@ async def worker(world: dict[str, Any], database_url: str, count: int, ids: str,
     bot = await start_bot(Handle(), Path("unused"), clock, database_url=database_url,  # type: ignore[arg-type]
                           send_budget_per_second=budget, shard_count=count, shard_ids=ids,
                           instance_id=f"bench-{ids}")
-    monitor = StallMonitor()
     try:
         print("READY", flush=True)
         await asyncio.to_thread(sys.stdin.readline)  # GO
-        clock.set(MINUTE + timedelta(seconds=60))
-        monitor.start()
-        started = time.perf_counter()
-        await bot.tick()
-        elapsed = time.perf_counter() - started
-        monitor.stop()
-        await bot.tick()  # a second pass must post nothing
-        stalls = sorted(monitor.stalls, key=lambda s: -s[1])[:3]
+        elapsed, monitor = await fan_out(bot, clock, MINUTE + timedelta(seconds=60))
+        stalls = monitor.longest(3)
         print(json.dumps({"ids": ids, "elapsed": elapsed, "stall": monitor.worst, "stalls": stalls,
                           "budget": bot.pacer.budget if hasattr(bot.pacer, "budget") else None,
                           "pacer": bot.pacer.take_counts()}), flush=True)
