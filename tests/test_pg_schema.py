@@ -161,6 +161,6 @@ async def test_triggers_leave_the_same_rows_on_both(lite: sqlite3.Connection, pg
         compared += len(want)
     # The script reached what it is about.
     totals = lite.execute("SELECT COUNT(*) FROM board_totals WHERE period_id <> 0").fetchone()[0]
-    assert totals >= 4 and compared > 40 and reads == 10
+    assert totals >= 4 and compared > 40 and reads == 8
     assert lite.execute("SELECT seq FROM role_dirty WHERE user_id = ?", (C,)).fetchone()[0] > 1
     assert lite.execute("SELECT COUNT(*) FROM role_dirty").fetchone()[0] == 1

@@ -59,14 +59,13 @@ def is_postgres_url(target: object) -> bool:
 
 
 class Cursor:
-    """What one statement gave back: its rows (read at once), their column names, and the rows it changed."""
+    """What one statement gave back: its rows (read at once) and the rows it changed."""
 
-    __slots__ = ("names", "rowcount", "rows")
+    __slots__ = ("rowcount", "rows")
 
-    def __init__(self, rows: list[Row], rowcount: int, names: Sequence[str]) -> None:
+    def __init__(self, rows: list[Row], rowcount: int) -> None:
         self.rows = rows
         self.rowcount = rowcount
-        self.names = list(names)
 
     async def fetchone(self) -> Row | None:
         return self.rows[0] if self.rows else None
@@ -272,9 +271,8 @@ class SQLiteDatabase(Database):
 
     async def _run(self, sql: str, params: Any) -> Cursor:
         async with self.db.execute(sql, params) as cur:
-            names = [d[0] for d in cur.description] if cur.description else []
-            rows = list(await cur.fetchall()) if names else []
-            return Cursor(rows, cur.rowcount, names)
+            rows = list(await cur.fetchall()) if cur.description else []
+            return Cursor(rows, cur.rowcount)
 
     async def _many(self, sql: str, seq: Iterable[Sequence[Any]]) -> None:
         await self.db.executemany(sql, seq)
@@ -473,9 +471,8 @@ class PostgresDatabase(Database):
         query, args = _args(sql, params)
         if _RETURNS_ROWS.search(sql):
             records = await conn.fetch(query, *args)
-            names = list(records[0].keys()) if records else []
-            return Cursor([_plain(r) for r in records], len(records), names)
-        return Cursor([], _changed(await conn.execute(query, *args)), [])
+            return Cursor([_plain(r) for r in records], len(records))
+        return Cursor([], _changed(await conn.execute(query, *args)))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

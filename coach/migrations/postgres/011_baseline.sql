@@ -23,25 +23,6 @@ CREATE FUNCTION may_name_publicly(announce BIGINT) RETURNS INTEGER
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE WHEN announce IS NULL OR announce <> 0 THEN 1 ELSE 0 END;
 
--- SQLite's instr(text, part): the 1-based position of part in text, 0 when absent (the project search uses it).
-CREATE FUNCTION instr(string TEXT, part TEXT) RETURNS INTEGER
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN strpos(string, part);
-
--- SQLite's scalar max(a, b) and min(a, b) (NULL when either is NULL); one argument is still the aggregate.
-CREATE FUNCTION max(a BIGINT, b BIGINT) RETURNS BIGINT
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN GREATEST(a, b);
-CREATE FUNCTION min(a BIGINT, b BIGINT) RETURNS BIGINT
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN LEAST(a, b);
-
--- SQLite's group_concat(value, separator): the non-NULL values joined, NULL when there are none.
-CREATE FUNCTION group_concat_step(joined TEXT, value TEXT, separator TEXT) RETURNS TEXT
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN CASE WHEN value IS NULL THEN joined WHEN joined IS NULL THEN value ELSE joined || separator || value END;
-CREATE AGGREGATE group_concat(TEXT, TEXT) (SFUNC = group_concat_step, STYPE = TEXT);
-
 -- ---------------------------------------------------------------- 001 foundation
 
 CREATE TABLE meta (
