@@ -106,12 +106,6 @@ class Tx:
     async def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> None:
         await self._many(sql, seq)
 
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        return await (await self._run(sql, tuple(params))).fetchone()
-
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        return (await self._run(sql, tuple(params))).rows
-
 
 class Database:
     """What the aggregate modules see. Single statements outside `transaction()` never land inside one."""
