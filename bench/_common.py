@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
+import os
 import random
+import secrets
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -250,3 +257,48 @@ def line(name: str, value: float, unit: str, target: str, ok: bool) -> str:
 
 __all__ = ["ROOT", "FakeDiscord", "FixedClock", "LocalFake", "RemoteFake", "StallMonitor", "launch_fake", "line",
            "percentile", "run_repeated", "serve_fake", "start_bot", "statistics", "stop_bot", "time"]
+
+
+PG_SH = ROOT / "scripts" / "pg.sh"
+
+
+@contextlib.asynccontextmanager
+async def postgres_database(admin_url: str | None, settings: list[str]) -> AsyncIterator[str]:
+    """A fresh, empty database on the server of `admin_url` (or on a throwaway server from scripts/pg.sh when
+    None), with these `name=value` settings for its sessions (ALTER DATABASE … SET), dropped afterwards; yields
+    its URL."""
+    import asyncpg  # only with --pg / --postgres
+
+    state, env = None, dict(os.environ)
+    if admin_url is None:
+        state = tempfile.mkdtemp(prefix="bounce-bench-pg-")
+        env["BOUNCE_PG_DIR"] = state
+        started = await asyncio.to_thread(subprocess.run, ["bash", str(PG_SH), "start"], env=env, check=True,
+                                          stdout=subprocess.PIPE, text=True)
+        admin_url = started.stdout.strip()
+    try:
+        name = f"bounce_bench_{secrets.token_hex(4)}"
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            for setting in settings:
+                key, _, value = setting.partition("=")
+                await conn.execute(f'ALTER DATABASE "{name}" SET {key.strip()} = {quote(value.strip())}')
+        finally:
+            await conn.close()
+        try:
+            yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+        finally:
+            conn = await asyncpg.connect(admin_url)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+    finally:
+        if state is not None:
+            await asyncio.to_thread(subprocess.run, ["bash", str(PG_SH), "stop"], env=env, check=False)
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

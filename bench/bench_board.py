@@ -21,21 +21,15 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import secrets
-import shutil
 import sqlite3
-import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from _common import ROOT, FakeDiscord, FixedClock, line, percentile, start_bot, stop_bot, verdict
+from _common import FakeDiscord, FixedClock, line, percentile, postgres_database, start_bot, stop_bot, verdict
 
 from coach import board as rules
 from coach import copydb
@@ -48,7 +42,6 @@ BIG_MEMBERS, BIG_DAYS, BIG_CHECKINS = 1_000, 200, 130_000
 SMALL_MEMBERS, SMALL_DAYS = 20, 66           # ~871 check-ins each
 LAST_DAY = date(2026, 3, 20)                 # a Friday; the bot's clock is that evening
 NOW = datetime(2026, 3, 20, 20, 30, tzinfo=UTC)
-PG_SH = ROOT / "scripts" / "pg.sh"
 RATES = (0.3, 0.5, 0.7, 0.85, 0.95)
 STATUSES = ("finished", "unfinished", "skipped")
 
@@ -241,47 +234,6 @@ async def explain_page(bot: Any, guild: int, caller: int) -> None:  # noqa: ANN4
         for row in await fetchall("EXPLAIN (ANALYZE, BUFFERS) " + sql, params):
             print("  " + row[0])
 
-
-@contextlib.asynccontextmanager
-async def postgres_database(admin_url: str | None, settings: list[str]) -> AsyncIterator[str]:
-    """A fresh, empty database on the server of `admin_url` (or on a throwaway server from scripts/pg.sh when
-    None), with these `name=value` settings for its sessions (ALTER DATABASE … SET), dropped afterwards; yields
-    its URL."""
-    import asyncpg  # only with --pg / --postgres
-
-    state, env = None, dict(os.environ)
-    if admin_url is None:
-        state = tempfile.mkdtemp(prefix="bounce-bench-pg-")
-        env["BOUNCE_PG_DIR"] = state
-        started = await asyncio.to_thread(subprocess.run, ["bash", str(PG_SH), "start"], env=env, check=True,
-                                          stdout=subprocess.PIPE, text=True)
-        admin_url = started.stdout.strip()
-    try:
-        name = f"bounce_bench_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-            for setting in settings:
-                key, _, value = setting.partition("=")
-                await conn.execute(f'ALTER DATABASE "{name}" SET {key.strip()} = {quote(value.strip())}')
-        finally:
-            await conn.close()
-        try:
-            yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
-        finally:
-            conn = await asyncpg.connect(admin_url)
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
-    finally:
-        if state is not None:
-            await asyncio.to_thread(subprocess.run, ["bash", str(PG_SH), "stop"], env=env, check=False)
-            shutil.rmtree(state, ignore_errors=True)
-
-
-def quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 async def fill_postgres(db_path: Path, url: str) -> bool:

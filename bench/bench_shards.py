@@ -20,11 +20,8 @@ import asyncio
 import itertools
 import json
 import logging
-import os
-import subprocess
 import sys
 import tempfile
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +33,7 @@ from _common import (
     RemoteFake,
     fan_out,
     line,
+    postgres_database,
     serve_fake,
     start_bot,
     stop_bot,
@@ -157,26 +155,6 @@ async def run_once(kind: str, url: str, servers: int, count: int, processes: int
             "elapsed": max(r["elapsed"] for r in reports), "stall": max(r["stall"] for r in reports)}
 
 
-def pg_server(admin: str | None) -> tuple[str, Any]:
-    """An admin URL and a stop function: the given server, or a throwaway one from scripts/pg.sh."""
-    if admin:
-        return admin, lambda: None
-    env = {**os.environ, "BOUNCE_PG_DIR": tempfile.mkdtemp(prefix="bounce-bench-pg-")}
-    url = subprocess.run(["bash", str(ROOT / "scripts/pg.sh"), "start"], env=env, check=True,
-                         capture_output=True, text=True).stdout.strip()
-    return url, lambda: subprocess.run(["bash", str(ROOT / "scripts/pg.sh"), "stop"], env=env, check=False)
-
-
-async def pg_database(admin: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR)
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
@@ -188,15 +166,8 @@ async def main(args: argparse.Namespace) -> int:
                 results[kind] = await run_once(kind, f"sqlite:///{tmp / 'bench.sqlite3'}", args.servers, args.shards,
                                                args.processes, args.budget, tmp)
                 continue
-            admin, stop = pg_server(args.postgres)
-            name = f"bench_{uuid.uuid4().hex[:8]}"
-            try:
-                await pg_database(admin, f'CREATE DATABASE "{name}"')
-                url = admin.rsplit("/", 1)[0] + "/" + name
+            async with postgres_database(args.postgres, []) as url:
                 results[kind] = await run_once(kind, url, args.servers, args.shards, args.processes, args.budget, tmp)
-                await pg_database(admin, f'DROP DATABASE "{name}" WITH (FORCE)')
-            finally:
-                stop()
     floor = args.servers / args.budget
     print(f"{args.servers:,} servers due in the same minute over {args.shards} shards in {args.processes} processes; "
           f"send budget {args.budget:g}/s for the bot (each process its share); loopback Discord limit 50/s")
