@@ -23,11 +23,6 @@ COUNT = 2
 SERVERS = 200
 
 
-def callbacks(fake: FakeDiscord, interaction_id: int) -> int:
-    return sum(1 for r in fake.requests_to("/interactions/{interaction_id}/{interaction_token}/callback")
-               if r.path.split("/")[-3] == str(interaction_id) and r.status < 300)
-
-
 def posted_on(fake: FakeDiscord, guilds: list[tuple[int, int]], shard: int) -> int:
     return sum(1 for g, c in guilds if shard_of(g, COUNT) == shard
                for m in fake.messages[c] if m.get("embeds"))
@@ -68,7 +63,7 @@ async def test_two_shard_processes_post_everything_once_each_by_its_shard(fake_d
             assert await handle.wait_text(timeout=15)
         await fake.sync()
         await asyncio.sleep(0.3)  # an answer from the wrong process, or a second one, would arrive by now
-        assert [callbacks(fake, h.id) for h in handles] == [1] * len(handles)
+        assert [fake.callbacks(h.id) for h in handles] == [1] * len(handles)
 
     try:
         await start(0)

@@ -325,6 +325,11 @@ class FakeDiscord(World):
         out, self.violations[:] = list(self.violations), []
         return out
 
+    def callbacks(self, interaction_id: int) -> int:
+        """How many times the interaction was answered (successful callbacks): exactly once is right."""
+        return sum(1 for r in self.requests_to("/interactions/{interaction_id}/{interaction_token}/callback")
+                   if r.path.split("/")[-3] == str(interaction_id) and r.status < 300)
+
     def requests_to(self, route: str, method: str | None = None) -> list[Recorded]:
         """Requests whose template (or concrete path) matches `route`."""
         key = _template_key(route)
