@@ -219,7 +219,6 @@ class SQLiteDatabase(Database):
                 store.reader = await aiosqlite.connect(f"file:{target}?mode=ro", uri=True, isolation_level=None)
                 await store.reader.execute("PRAGMA busy_timeout=5000")
                 await store.reader.create_function("may_name_publicly", 1, may_name_publicly, deterministic=True)
-                store._identity = _file_identity(target)
         except BaseException:
             if store is not None and store.reader is not None:
                 await store.reader.close()
