@@ -120,8 +120,11 @@ def test_shard_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
     ({"shard_count": 2, "shard_ids": "zero"}, "SHARD_IDS is malformed: Value error, 'zero' is not a shard id or a "
                                               "range such as 0-3."),
     ({"shard_count": 0}, "SHARD_COUNT is malformed: Input should be greater than or equal to 1."),
+    ({"database_url": "mysql://bounce@db/bounce"}, "DATABASE_URL is malformed: Value error, use "
+                                                   "sqlite:///path/to/file.sqlite3 or "
+                                                   "postgresql://user:password@host:5432/db."),
 ])
-def test_bad_shard_settings_are_one_clear_line(overrides: dict, line: str) -> None:
+def test_bad_shard_and_database_settings_are_one_clear_line(overrides: dict, line: str) -> None:
     with pytest.raises(SettingsError) as err:
         settings(**overrides)
     assert str(err.value) == line
