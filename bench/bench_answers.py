@@ -15,31 +15,28 @@ import asyncio
 import json
 import logging
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from _common import FakeDiscord, FixedClock, StallMonitor, launch_fake, line, serve_fake, start_bot, stop_bot
-from bench_rounds import fill_database
+from bench_rounds import MINUTE, fill_database
+from bench_rounds import build_world as rounds_world
 from bench_rounds import stats as round_stats
 
 from coach.clock import to_unix
 from coach.storage import Storage
 
-MINUTE = datetime(2026, 3, 2, 19, 0, tzinfo=UTC)  # 20:00 in Berlin
 HERE = str(Path(__file__).resolve())
 
 
 def build_world(fake: FakeDiscord, servers: int) -> dict[str, Any]:
-    channels = []
-    for i in range(servers):
-        gid = fake.add_guild(f"Studio {i}")
-        channels.append((gid, fake.add_channel(gid, "check-ins")))
+    """bench_rounds' servers, plus the server whose members answer meanwhile."""
+    world = rounds_world(fake, servers)
     probe = fake.add_guild("Answer Studio")
     probe_channel = fake.add_channel(probe, "check-ins")
     users = [fake.add_member(probe, f"producer {i}") for i in range(50)]
-    return {"channels": channels, "probe": probe, "probe_channel": probe_channel, "users": users,
-            "token": fake.token, "api_base": fake.api_base, "gateway_url": fake.gateway_url}
+    return {**world, "probe": probe, "probe_channel": probe_channel, "users": users}
 
 
 async def open_probe_round(db: Path, world: dict[str, Any]) -> None:
