@@ -288,6 +288,28 @@ async def test_running_totals_equal_the_ledger(tmp_path: Path) -> None:
         await storage.close()
 
 
+
+async def test_two_processes_asking_for_a_new_week_at_once_make_it_once(tmp_path: Path) -> None:
+    """Two storages on one database (two processes; on PostgreSQL truly side by side): one period, one fill."""
+    path = database(tmp_path / "w.sqlite3")
+    one, two = await Storage.open(path), await Storage.open(path)
+    try:
+        g = 42
+        for i in range(10):
+            await checkin(one, g, 1 + i % 3, MON + timedelta(days=i))
+        old = await one.window_period(g, "week", to_unix(utc(2026, 3, 2)))
+        for _ in range(5):  # a few rounds: the race is real
+            start = to_unix(utc(2026, 3, 9)) + 7 * 86_400 * _
+            made = await asyncio.gather(one.window_period(g, "week", start), two.window_period(g, "week", start))
+            assert made[0] == made[1] != old
+            weeks = await one.fetchall("SELECT id FROM board_periods WHERE guild_id = ? AND kind = 'week'", (g,))
+            assert weeks == [(made[0],)]
+            assert await one.stored_board_totals(g) == await one.board_totals_from_ledger(g)
+    finally:
+        await one.close()
+        await two.close()
+
+
 # ============================================================================ /leaderboard
 
 

@@ -141,21 +141,23 @@ class Ledger(Base):
             return row[0]
         async with self.transaction() as db:
             async with db.execute(
-                "SELECT id FROM board_periods WHERE guild_id = ? AND kind = ? AND starts_at = ?",
+                "INSERT INTO board_periods (guild_id, kind, starts_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING "
+                "RETURNING id",
                 (guild_id, kind, starts_at),
             ) as cur:
-                row = await cur.fetchone()
-            if row is not None:  # another process made it meanwhile
-                return row[0]
-            stale = "(SELECT id FROM board_periods WHERE guild_id = ? AND kind = ?)"
+                made = await cur.fetchone()
+            if made is None:  # another process made it meanwhile (the unique index of migration 012)
+                async with db.execute(
+                    "SELECT id FROM board_periods WHERE guild_id = ? AND kind = ? AND starts_at = ?",
+                    (guild_id, kind, starts_at),
+                ) as cur:
+                    return (await cur.fetchone())[0]
+            period_id = made[0]
+            stale = "(SELECT id FROM board_periods WHERE guild_id = ? AND kind = ? AND id <> ?)"
             await db.execute(f"DELETE FROM board_totals WHERE guild_id = ? AND period_id IN {stale}",
-                             (guild_id, guild_id, kind))
-            await db.execute("DELETE FROM board_periods WHERE guild_id = ? AND kind = ?", (guild_id, kind))
-            async with db.execute(
-                "INSERT INTO board_periods (guild_id, kind, starts_at) VALUES (?, ?, ?) RETURNING id",
-                (guild_id, kind, starts_at),
-            ) as cur:
-                period_id = (await cur.fetchone())[0]
+                             (guild_id, guild_id, kind, period_id))
+            await db.execute("DELETE FROM board_periods WHERE guild_id = ? AND kind = ? AND id <> ?",
+                             (guild_id, kind, period_id))
             await db.execute(
                 f"""INSERT INTO board_totals (guild_id, period_id, user_id, points, depth, reached_at)
                     SELECT guild_id, ?, user_id, SUM(CASE WHEN kind IN {BOARD_KINDS} THEN amount ELSE 0 END),
