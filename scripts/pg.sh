@@ -32,9 +32,10 @@ LOG="$STATE/server.log"
 DBUSER=bounce
 DBNAME=bounce
 
-# Lines that are part of a normal run: a fast shutdown (or a forced DROP DATABASE) ends open sessions, and
-# a client that knocks while the server is still starting is turned away.
-EXPECTED='terminating connection due to administrator command|the database system is (starting up|shutting down)'
+# Lines that are part of a normal run: a fast shutdown (or a forced DROP DATABASE) ends open sessions and
+# any autovacuum worker busy in a database being dropped, and a client that knocks while the server is still
+# starting is turned away.
+EXPECTED='terminating (connection|autovacuum process) due to administrator command|the database system is (starting up|shutting down)'
 
 say() { echo "pg.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
